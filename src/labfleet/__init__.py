@@ -1,0 +1,3 @@
+"""labfleet: the control plane for embedded and kernel test labs."""
+
+__version__ = "0.1.0"

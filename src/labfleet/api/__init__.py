@@ -1,0 +1,1 @@
+"""The REST edge: parse, authorize, call a service, render."""

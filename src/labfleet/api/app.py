@@ -1,0 +1,70 @@
+"""The ASGI application: engines are made in ``lifespan``, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from labfleet import __version__
+from labfleet.api import problems
+from labfleet.api.routes import audit, statuses, tokens
+from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
+from labfleet.config import Settings
+from labfleet.db.engine import create_engine, session_factory
+from labfleet.secretbox import SecretBox
+from labfleet.services.validation import InputOnly, RegistrationValidator
+
+API = "/api/v1"
+
+
+def create_app(settings: Settings, *, validator: RegistrationValidator | None = None) -> FastAPI:
+    """The application for ``settings``; the database must already be migrated."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.effective_database_url)
+        app.state.sessions = session_factory(engine)
+        app.state.secrets = SecretBox.from_key_file(settings.effective_secret_key_file)
+        app.state.validator = validator or InputOnly()
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="labfleet",
+        version=__version__,
+        description="Control plane for embedded and kernel test labs.",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    problems.install(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.add_schemas(
+                get_openapi(
+                    title=app.title, version=app.version, description=app.description, routes=app.routes
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    for router in (
+        build_servers_router,
+        hosts_router,
+        boards_router,
+        tokens.router,
+        audit.router,
+        statuses.router,
+    ):
+        app.include_router(router, prefix=API)
+    return app

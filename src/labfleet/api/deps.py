@@ -1,0 +1,68 @@
+"""Request dependencies: the session, the caller, the services' collaborators."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labfleet.errors import Forbidden, Unauthenticated
+from labfleet.schemas.auth import Actor
+from labfleet.schemas.enums import Role
+from labfleet.secretbox import SecretBox
+from labfleet.services import tokens
+from labfleet.services.validation import RegistrationValidator
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer lf_...`")
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # Routes that change something commit before they answer; anything else is rolled back.
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def _authenticate(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("an API token is required: Authorization: Bearer <token>")
+    actor = await tokens.authenticate(session=session, token=credentials.credentials)
+    if session.dirty:  # last_used_at moved on; keep it apart from the request's own changes
+        await session.commit()
+    return actor
+
+
+def require(role: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
+    async def check(actor: Annotated[Actor, Depends(_authenticate)]) -> Actor:
+        if not actor.can(role):
+            raise Forbidden(f"this needs the {role.name} role; the token has {actor.role.name}")
+        return actor
+
+    return check
+
+
+Viewer = Annotated[Actor, Depends(require(Role.viewer))]
+Operator = Annotated[Actor, Depends(require(Role.operator))]
+Admin = Annotated[Actor, Depends(require(Role.admin))]
+
+
+def _secrets(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secrets
+    return box
+
+
+def _validator(request: Request) -> RegistrationValidator:
+    validator: RegistrationValidator = request.app.state.validator
+    return validator
+
+
+SecretsDep = Annotated[SecretBox, Depends(_secrets)]
+ValidatorDep = Annotated[RegistrationValidator, Depends(_validator)]

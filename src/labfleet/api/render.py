@@ -1,0 +1,147 @@
+"""Rows as the API shows them: ``id``, ``url``, ``display`` first, secrets never."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labfleet.db.models import Board, BuildServer, Host
+from labfleet.db.models.tokens import ApiToken
+from labfleet.schemas.boards import BoardHealthOut, BoardOut, BoardSshOut, WiringOut
+from labfleet.schemas.build_servers import BuildServerOut, ToolchainOut
+from labfleet.schemas.common import StatusOut
+from labfleet.schemas.hosts import HostOut
+from labfleet.schemas.ssh import SshOut
+from labfleet.schemas.tokens import TokenOut
+
+
+def _status(choice: Any) -> StatusOut:
+    return StatusOut(value=choice.value, label=choice.label, colour=choice.colour)
+
+
+def _ssh(obj: BuildServer | Host) -> SshOut:
+    return SshOut(
+        port=obj.ssh_port,
+        username=obj.ssh_user,
+        credentials_set=obj.ssh_secret is not None,
+        host_key=obj.ssh_host_key,
+    )
+
+
+def build_server(s: BuildServer, base: str) -> BuildServerOut:
+    return BuildServerOut(
+        id=s.id,
+        url=f"{base}/build-servers/{s.id}",
+        display=s.hostname,
+        hostname=s.hostname,
+        address=s.address,
+        ssh=_ssh(s),
+        description=s.description,
+        status=_status(s.status_choice),
+        max_concurrent_builds=s.max_concurrent_builds,
+        cpu_cores=s.cpu_cores,
+        memory_mb=s.memory_mb,
+        disk_total_gb=s.disk_total_gb,
+        disk_free_gb=s.disk_free_gb,
+        load_1m=s.load_1m,
+        toolchains=[
+            ToolchainOut(
+                compiler=t.compiler,
+                target_triplet=t.target_triplet,
+                architecture=t.architecture,
+                version=t.version,
+                path=t.path,
+            )
+            for t in s.toolchains
+        ],
+        labels={label.key: label.value for label in s.labels},
+        checked_at=s.checked_at,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+    )
+
+
+def host(h: Host, base: str) -> HostOut:
+    return HostOut(
+        id=h.id,
+        url=f"{base}/hosts/{h.id}",
+        display=h.hostname,
+        hostname=h.hostname,
+        address=h.address,
+        ssh=_ssh(h),
+        libvirt_uri=h.libvirt_uri,
+        description=h.description,
+        status=_status(h.status_choice),
+        utilization_threshold_pct=h.utilization_threshold_pct,
+        cpu_cores=h.cpu_cores,
+        memory_mb=h.memory_mb,
+        storage_gb=h.storage_gb,
+        kvm=h.kvm,
+        architectures=sorted(h.machine_types),
+        machine_types=h.machine_types,
+        labels={label.key: label.value for label in h.labels},
+        checked_at=h.checked_at,
+        created_at=h.created_at,
+        updated_at=h.updated_at,
+    )
+
+
+def _wiring(driver: str | None, params: dict[str, Any], secret: str | None) -> WiringOut | None:
+    if driver is None:
+        return None
+    return WiringOut(driver=driver, params=params, secret_set=secret is not None)
+
+
+def board(b: Board, base: str) -> BoardOut:
+    health = b.health
+    return BoardOut(
+        id=b.id,
+        url=f"{base}/boards/{b.id}",
+        display=b.name,
+        name=b.name,
+        board_type=b.board_type,
+        architecture=b.architecture,
+        serial_number=b.serial_number,
+        status=_status(b.status_choice),
+        console_url=b.console_url,
+        ssh=None
+        if b.ssh_address is None
+        else BoardSshOut(
+            address=b.ssh_address,
+            port=b.ssh_port,
+            username=b.ssh_user,
+            credentials_set=b.ssh_secret is not None,
+            host_key=b.ssh_host_key,
+        ),
+        power=_wiring(b.power_driver, b.power_params, b.power_secret),
+        flash=_wiring(b.flash_driver, b.flash_params, b.flash_secret),
+        peripherals=sorted(p.name for p in b.peripherals),
+        firmware_version=b.firmware_version,
+        health=None
+        if health is None
+        else BoardHealthOut(
+            reachable=health.reachable,
+            temperature_c=health.temperature_c,
+            power_state=health.power_state,
+            consecutive_failures=health.consecutive_failures,
+            checked_at=health.checked_at,
+        ),
+        description=b.description,
+        labels={label.key: label.value for label in b.labels},
+        created_at=b.created_at,
+        updated_at=b.updated_at,
+    )
+
+
+def token(t: ApiToken) -> TokenOut:
+    return TokenOut(
+        id=t.id,
+        name=t.name,
+        role=t.role,
+        team=t.team,
+        prefix=t.prefix,
+        created_at=t.created_at,
+        created_by=t.created_by,
+        expires_at=t.expires_at,
+        last_used_at=t.last_used_at,
+        revoked_at=t.revoked_at,
+    )

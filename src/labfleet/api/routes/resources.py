@@ -1,0 +1,77 @@
+"""Routers of the inventory: build servers, hosts, boards."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from labfleet.api import render
+from labfleet.api.routes.inventory import inventory_router
+from labfleet.schemas.boards import BoardCreate, BoardOut, BoardUpdate
+from labfleet.schemas.build_servers import BuildServerCreate, BuildServerOut, BuildServerUpdate
+from labfleet.schemas.common import ArchitectureName, Slug
+from labfleet.schemas.enums import BoardStatus, ServerStatus
+from labfleet.schemas.hosts import HostCreate, HostOut, HostUpdate
+from labfleet.services import boards, build_servers, hosts
+
+
+def _no_filters() -> dict[str, Any]:
+    return {}
+
+
+def _host_filters(
+    kvm: Annotated[bool | None, Query(description="Hosts with (or without) KVM.")] = None,
+) -> dict[str, Any]:
+    return {} if kvm is None else {"kvm": kvm}
+
+
+def _board_filters(
+    architecture: Annotated[
+        list[ArchitectureName] | None, Query(description="Any of these architectures.")
+    ] = None,
+    board_type: Annotated[list[Slug] | None, Query(description="Any of these board types.")] = None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if architecture:
+        fields["architecture"] = [a.value for a in architecture]
+    if board_type:
+        fields["board_type"] = board_type
+    return fields
+
+
+build_servers_router = inventory_router(
+    path="/build-servers",
+    noun="build server",
+    service=build_servers,
+    create=BuildServerCreate,
+    update=BuildServerUpdate,
+    out=BuildServerOut,
+    render=render.build_server,
+    statuses=ServerStatus,
+    filters=_no_filters,
+)
+
+hosts_router = inventory_router(
+    path="/hosts",
+    noun="host",
+    service=hosts,
+    create=HostCreate,
+    update=HostUpdate,
+    out=HostOut,
+    render=render.host,
+    statuses=ServerStatus,
+    filters=_host_filters,
+)
+
+boards_router = inventory_router(
+    path="/boards",
+    noun="board",
+    service=boards,
+    create=BoardCreate,
+    update=BoardUpdate,
+    out=BoardOut,
+    render=render.board,
+    statuses=BoardStatus,
+    filters=_board_filters,
+)

@@ -1,0 +1,1 @@
+"""The command line: inventory over the REST API; serve, db and token on the database."""

@@ -1,0 +1,55 @@
+"""Settings, from flags or ``LABFLEET_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("labfleet", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything a labfleet process needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="LABFLEET_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; PostgreSQL for teams, SQLite in the data directory when unset.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="Key that encrypts secrets at rest; kept outside the database.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'labfleet.db'}"
+
+    @cached_property
+    def effective_secret_key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain ``postgresql://`` and ``sqlite://`` spellings users know."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url

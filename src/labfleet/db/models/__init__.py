@@ -1,0 +1,33 @@
+"""Every table labfleet keeps; importing this module registers them all on ``Base``."""
+
+from labfleet.db.models.alerts import Alert
+from labfleet.db.models.allocation import AllocationPolicy, HealthThreshold, Reservation, ResourceGroup
+from labfleet.db.models.audit import AuditEntry
+from labfleet.db.models.boards import Board, BoardHealth, BoardLabel, BoardPeripheral
+from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Toolchain
+from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
+from labfleet.db.models.statuses import BoardStatusChoice, BuildServerStatusChoice, HostStatusChoice
+from labfleet.db.models.tokens import ApiToken
+
+__all__ = [
+    "Alert",
+    "AllocationPolicy",
+    "ApiToken",
+    "AuditEntry",
+    "Board",
+    "BoardHealth",
+    "BoardLabel",
+    "BoardPeripheral",
+    "BoardStatusChoice",
+    "BuildServer",
+    "BuildServerLabel",
+    "BuildServerStatusChoice",
+    "HealthThreshold",
+    "Host",
+    "HostLabel",
+    "HostStatusChoice",
+    "Reservation",
+    "ResourceGroup",
+    "Toolchain",
+    "UtilizationSample",
+]

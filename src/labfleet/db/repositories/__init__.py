@@ -1,0 +1,1 @@
+"""Every query labfleet runs lives in this package."""

@@ -1,0 +1,23 @@
+"""Queries on the status tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labfleet.db.models import BoardStatusChoice, BuildServerStatusChoice, HostStatusChoice
+
+_TABLES: dict[str, Any] = {
+    "build_server": BuildServerStatusChoice,
+    "host": HostStatusChoice,
+    "board": BoardStatusChoice,
+}
+
+
+async def all_choices(session: AsyncSession) -> dict[str, list[Any]]:
+    return {
+        kind: list(await session.scalars(select(model).order_by(model.position)))
+        for kind, model in _TABLES.items()
+    }

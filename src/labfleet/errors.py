@@ -1,0 +1,84 @@
+"""labfleet's errors, one tree for the whole code base.
+
+::
+
+    LabfleetError
+    ├── NotFound              an id or name that does not exist
+    ├── Conflict              unique value taken, or a state that forbids the action
+    ├── Invalid               input that is well-formed but not acceptable (field + reason)
+    ├── Unauthenticated       no credentials, or credentials that are not valid
+    ├── Forbidden             valid credentials with too little role
+    └── DeviceError           a device could not do what was asked
+        ├── Unreachable
+        ├── AuthFailed
+        ├── HostKeyChanged
+        ├── Timeout
+        ├── Busy              (retry_after seconds)
+        └── CommandFailed     (exit_status, stderr)
+
+No error carries an HTTP status: the API maps this tree to HTTP in one table.
+"""
+
+from __future__ import annotations
+
+
+class LabfleetError(Exception):
+    """Base of every error labfleet raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(LabfleetError):
+    pass
+
+
+class Conflict(LabfleetError):
+    pass
+
+
+class Invalid(LabfleetError):
+    pass
+
+
+class Unauthenticated(LabfleetError):
+    pass
+
+
+class Forbidden(LabfleetError):
+    pass
+
+
+class DeviceError(LabfleetError):
+    pass
+
+
+class Unreachable(DeviceError):
+    pass
+
+
+class AuthFailed(DeviceError):
+    pass
+
+
+class HostKeyChanged(DeviceError):
+    pass
+
+
+class Timeout(DeviceError):
+    pass
+
+
+class Busy(DeviceError):
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class CommandFailed(DeviceError):
+    def __init__(self, message: str, *, exit_status: int, stderr: str = "", field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.exit_status = exit_status
+        self.stderr = stderr

@@ -1,0 +1,58 @@
+"""Build servers as the API accepts and returns them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from labfleet.schemas.common import Address, Description, Labels, StatusOut, Strict
+from labfleet.schemas.ssh import SshIn, SshOut, SshUpdate
+
+
+class BuildServerCreate(Strict):
+    hostname: Address
+    address: Address
+    ssh: SshIn
+    description: Description = ""
+    max_concurrent_builds: int = Field(default=1, ge=1, le=1024)
+    labels: Labels = Field(default_factory=dict)
+
+
+class BuildServerUpdate(Strict):
+    hostname: Address | None = None
+    address: Address | None = None
+    ssh: SshUpdate | None = None
+    description: Description | None = None
+    max_concurrent_builds: int | None = Field(default=None, ge=1, le=1024)
+    labels: Labels | None = Field(default=None, description="Replaces all labels when given.")
+
+
+class ToolchainOut(BaseModel):
+    compiler: str
+    target_triplet: str
+    architecture: str
+    version: str
+    path: str
+
+
+class BuildServerOut(BaseModel):
+    id: int
+    url: str
+    display: str
+    hostname: str
+    address: str
+    ssh: SshOut
+    description: str
+    status: StatusOut
+    max_concurrent_builds: int
+    cpu_cores: int | None
+    memory_mb: int | None
+    disk_total_gb: float | None
+    disk_free_gb: float | None
+    load_1m: float | None
+    toolchains: list[ToolchainOut]
+    labels: dict[str, str]
+    checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,69 @@
+"""QEMU hosts as the API accepts and returns them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from labfleet.schemas.common import Address, Description, Labels, StatusOut, Strict
+from labfleet.schemas.ssh import SshIn, SshOut, SshUpdate
+
+LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test")
+
+
+def _libvirt_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in LIBVIRT_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(LIBVIRT_SCHEMES)}")
+    if parts.scheme.startswith("qemu") and parts.path not in ("/system", "/session"):
+        raise ValueError("a QEMU URI ends in /system or /session, e.g. qemu+ssh://user@host/system")
+    return value
+
+
+LibvirtUri = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_libvirt_uri)]
+
+
+class HostCreate(Strict):
+    hostname: Address
+    address: Address
+    ssh: SshIn
+    libvirt_uri: LibvirtUri
+    description: Description = ""
+    utilization_threshold_pct: int = Field(default=85, ge=1, le=100)
+    labels: Labels = Field(default_factory=dict)
+
+
+class HostUpdate(Strict):
+    hostname: Address | None = None
+    address: Address | None = None
+    ssh: SshUpdate | None = None
+    libvirt_uri: LibvirtUri | None = None
+    description: Description | None = None
+    utilization_threshold_pct: int | None = Field(default=None, ge=1, le=100)
+    labels: Labels | None = Field(default=None, description="Replaces all labels when given.")
+
+
+class HostOut(BaseModel):
+    id: int
+    url: str
+    display: str
+    hostname: str
+    address: str
+    ssh: SshOut
+    libvirt_uri: str
+    description: str
+    status: StatusOut
+    utilization_threshold_pct: int
+    cpu_cores: int | None
+    memory_mb: int | None
+    storage_gb: float | None
+    kvm: bool
+    architectures: list[str]
+    machine_types: dict[str, list[str]]
+    labels: dict[str, str]
+    checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,104 @@
+"""Databases for the tests, built through the real migrations, on SQLite and PostgreSQL.
+
+Every database test runs twice, once per backend. Each test works inside a transaction
+that is rolled back afterwards; the code under test commits to a SAVEPOINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+
+from labfleet.config import normalize_database_url
+from labfleet.db import migrate
+from labfleet.db.engine import create_engine
+
+BACKENDS = ("sqlite", "postgresql")
+
+# A server where the tests may create and drop databases of their own.
+PG_ADMIN_URL = normalize_database_url(
+    os.environ.get("LABFLEET_TEST_PG_URL", "postgresql://labfleet:labfleet@127.0.0.1:5432/postgres")
+)
+
+
+async def _pg_admin(statement: str) -> None:
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One migrated database per backend for the whole run."""
+    sqlite_path = tmp_path_factory.mktemp("db") / "labfleet.db"
+    sqlite_url = f"sqlite+aiosqlite:///{sqlite_path}"
+    migrate.upgrade(sqlite_url)
+
+    name = f"labfleet_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    pg_url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade(pg_url)
+        yield {"sqlite": sqlite_url, "postgresql": pg_url}
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, migrated_urls: dict[str, str]) -> str:
+    return migrated_urls[backend]
+
+
+@pytest.fixture
+async def connection(db_url: str) -> AsyncIterator[AsyncConnection]:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            outer = await conn.begin()
+            yield conn
+            await outer.rollback()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(
+        bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+    ) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh_db_url(backend: str, migrated_urls: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own, for code that commits for real (several sessions)."""
+    if backend == "sqlite":
+        source = make_url(migrated_urls["sqlite"]).database
+        assert source is not None
+        target = tmp_path / "labfleet.db"
+        shutil.copy(source, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = f"labfleet_t_{uuid.uuid4().hex[:12]}"
+    template = make_url(migrated_urls["postgresql"]).database
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
