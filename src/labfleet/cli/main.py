@@ -45,3 +45,7 @@ def serve(
         )
         print(f"LABFLEET_TOKEN={first_token}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    app()

@@ -37,7 +37,8 @@ def _address(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if not _HOSTNAME.match(value):
+    # An all-numeric last label is a mistyped IP address, never a host name.
+    if not _HOSTNAME.match(value) or value.rstrip(".").rsplit(".", 1)[-1].isdigit():
         raise ValueError("not a valid host name or IP address")
     return value.lower().rstrip(".")
 

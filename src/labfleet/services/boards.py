@@ -90,7 +90,9 @@ async def register(
     await inventory.ensure_unique(
         BOARDS, session=session, values={"name": data.name, "serial_number": data.serial_number}
     )
-    facts = await validator.board(data)
+    facts = await inventory.validated(
+        BOARDS, validator.board(data), field="console_url" if data.console_url else "ssh"
+    )
     board = Board(
         name=data.name,
         board_type=data.board_type,

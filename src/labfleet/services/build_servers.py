@@ -57,7 +57,7 @@ async def register(
     await inventory.ensure_unique(
         BUILD_SERVERS, session=session, values={"hostname": data.hostname, "address": data.address}
     )
-    facts = await validator.build_server(data)
+    facts = await inventory.validated(BUILD_SERVERS, validator.build_server(data), field="address")
     server = BuildServer(
         hostname=data.hostname,
         address=data.address,

@@ -58,7 +58,7 @@ async def register(
     await inventory.ensure_unique(
         HOSTS, session=session, values={"hostname": data.hostname, "address": data.address}
     )
-    facts = await validator.host(data)
+    facts = await inventory.validated(HOSTS, validator.host(data), field="address")
     host = Host(
         hostname=data.hostname,
         address=data.address,

@@ -6,7 +6,7 @@ collection once as a ``Collection`` and keep only what is their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -16,12 +16,13 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm.interfaces import ORMOption
 
 from labfleet.db.repositories import inventory as repo
-from labfleet.errors import Conflict, NotFound
+from labfleet.errors import Conflict, DeviceError, Invalid, NotFound
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.query import ListQuery
 from labfleet.services import audit
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,14 @@ async def ensure_unique(
             session, getattr(coll.model, name), value, exclude_id=exclude_id
         ):
             raise Conflict(f"a {coll.noun} with {name} {value!r} already exists", field=name)
+
+
+async def validated(coll: Collection[Any], check: Awaitable[T], *, field: str) -> T:
+    """The facts a registration check found; a device that fails it makes the input invalid."""
+    try:
+        return await check
+    except DeviceError as exc:
+        raise Invalid(f"cannot register this {coll.noun}: {exc.message}", field=exc.field or field) from exc
 
 
 def sync_labels(obj: Any, coll: Collection[Any], wanted: dict[str, str]) -> None:

@@ -1,0 +1,145 @@
+"""Input validation: every field names itself and its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from labfleet.errors import Invalid
+from labfleet.schemas.boards import BoardCreate
+from labfleet.schemas.build_servers import BuildServerCreate
+from labfleet.schemas.hosts import HostCreate
+from labfleet.schemas.query import LabelFilter, ListQuery
+from tests.factories import board, build_server, host
+
+
+def error_fields(exc: ValidationError) -> list[str]:
+    return [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("aarch64", "arm64"),
+        ("AMD64", "x86_64"),
+        ("armhf", "arm"),
+        ("riscv64", "riscv64"),
+        ("ppc64el", "ppc64le"),
+    ],
+)
+def test_architecture_aliases_are_normalized(given: str, expected: str) -> None:
+    assert BoardCreate.model_validate(board(architecture=given)).architecture.value == expected
+
+
+def test_unknown_architecture_is_refused() -> None:
+    with pytest.raises(ValidationError) as info:
+        BoardCreate.model_validate(board(architecture="z80"))
+    assert error_fields(info.value) == ["architecture"]
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("/dev/ttyUSB0", True),
+        ("socket://console-1:7001", True),
+        ("rfc2217://127.0.0.1:7002?ign_set_control", True),
+        ("socket://console-1", False),
+        ("telnet://console-1:23", False),
+        ("ttyUSB0", False),
+    ],
+)
+def test_console_urls(url: str, ok: bool) -> None:
+    if ok:
+        assert BoardCreate.model_validate(board(console_url=url)).console_url == url
+    else:
+        with pytest.raises(ValidationError) as info:
+            BoardCreate.model_validate(board(console_url=url))
+        assert error_fields(info.value) == ["console_url"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "ok"),
+    [
+        ("qemu:///system", True),
+        ("qemu+ssh://root@kvm/system", True),
+        ("test:///default", True),
+        ("qemu+ssh://root@kvm/", False),
+        ("xen:///system", False),
+    ],
+)
+def test_libvirt_uris(uri: str, ok: bool) -> None:
+    if ok:
+        assert HostCreate.model_validate(host(libvirt_uri=uri)).libvirt_uri == uri
+    else:
+        with pytest.raises(ValidationError):
+            HostCreate.model_validate(host(libvirt_uri=uri))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hostname": "not a host"}, "hostname"),
+        ({"address": "300.1.1.1.1"}, "address"),
+        ({"max_concurrent_builds": 0}, "max_concurrent_builds"),
+        ({"labels": {"Bad Key": "x"}}, "labels"),
+        ({"labels": {"ok": "line\nbreak"}}, "labels"),
+        ({"ssh": {"username": "root", "private_key": "ssh-rsa AAAA"}}, "ssh.private_key"),
+        ({"ssh": {"username": "-rf"}}, "ssh.username"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_build_server_fields_name_themselves(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        BuildServerCreate.model_validate(build_server(**change))
+    assert error_fields(info.value) == [field]
+
+
+def test_addresses_are_normalized() -> None:
+    data = BuildServerCreate.model_validate(
+        build_server(hostname="Build-1.LAB.", address="10.0.0.01".replace("01", "1"))
+    )
+    assert data.hostname == "build-1.lab"
+
+
+@pytest.mark.parametrize(
+    ("power", "field"),
+    [
+        ({"driver": "pdudaemon", "url": "http://p:16421", "pdu": "p"}, "power.pdudaemon.outlet"),
+        ({"driver": "usb-hub", "host": "hub.lab", "location": "1-1", "port": 0}, "power.usb-hub.port"),
+        ({"driver": "smoke-signals"}, "power"),
+    ],
+)
+def test_power_wiring_is_checked_per_driver(power: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        BoardCreate.model_validate(board(power=power))
+    assert error_fields(info.value) == [field]
+
+
+def test_a_board_needs_a_way_in() -> None:
+    with pytest.raises(ValidationError):
+        BoardCreate.model_validate(board(console_url=None))
+
+
+def test_peripherals_are_unique() -> None:
+    with pytest.raises(ValidationError) as info:
+        BoardCreate.model_validate(board(peripherals=["sd-mux", "sd-mux"]))
+    assert error_fields(info.value) == ["peripherals"]
+
+
+def test_label_filters() -> None:
+    assert LabelFilter.parse("rack=r1") == LabelFilter("rack", "r1")
+    assert LabelFilter.parse("rack") == LabelFilter("rack", None)
+    assert LabelFilter.parse("k=") == LabelFilter("k", "")
+    with pytest.raises(Invalid) as info:
+        LabelFilter.parse("=x")
+    assert info.value.field == "label"
+
+
+def test_sort_names_the_choices() -> None:
+    assert ListQuery(sort="-name").sort_key(frozenset({"name"})) == ("name", True)
+    with pytest.raises(Invalid) as info:
+        ListQuery(sort="secret").sort_key(frozenset({"name", "id"}))
+    assert info.value.field == "sort"
+    assert "id, name" in info.value.message
