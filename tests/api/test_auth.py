@@ -131,3 +131,31 @@ async def test_tokens_are_stored_only_as_hashes(client: httpx.AsyncClient, sessi
     assert row is not None
     assert made["token"] not in (row.token_hash, row.prefix)
     assert len(row.token_hash) == 64
+
+
+@pytest.mark.parametrize(("path", "factory", "unique"), COLLECTIONS, ids=[c[0] for c in COLLECTIONS])
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+async def test_every_inventory_write_is_refused_below_admin(
+    client: httpx.AsyncClient,
+    as_role: dict[str, dict[str, str]],
+    path: str,
+    factory,  # type: ignore[no-untyped-def]
+    unique: tuple[str, ...],
+    role: str,
+) -> None:
+    created = (await client.post(f"/api/v1/{path}", json=factory())).json()
+    for method, url, body in (
+        ("POST", f"/api/v1/{path}", factory()),
+        ("PATCH", created["url"], {"description": "x"}),
+        ("DELETE", created["url"], None),
+    ):
+        r = await client.request(method, url, json=body, headers=as_role[role])
+        assert r.status_code == 403, (method, r.text)
+    assert (await client.get(created["url"], headers=as_role[role])).json() == created
+
+
+async def test_token_and_audit_parameters_are_validated(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/audit-log", params={"limit": 0})
+    assert r.status_code == 422 and r.json()["field"] == "limit"
+    r = await client.post("/api/v1/tokens", json={"name": "", "role": "viewer"})
+    assert r.status_code == 422 and r.json()["field"] == "name"

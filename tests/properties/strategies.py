@@ -16,6 +16,9 @@ addresses = st.one_of(st.ip_addresses(v=4).map(str), hostnames)
 label_keys = st.from_regex(r"\A[a-z0-9]([a-z0-9._/-]{0,20}[a-z0-9])?\Z")
 label_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).map(str.strip)
 labels = st.dictionaries(label_keys, label_values, max_size=5)
+descriptions = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")) | st.sampled_from("\n\t"), max_size=50
+)
 users = st.from_regex(r"\A[a-z_][a-z0-9_-]{0,15}\Z")
 slugs = st.from_regex(r"\A[a-z0-9]([a-z0-9_-]{0,20}[a-z0-9])?\Z")
 architectures = st.sampled_from([a.value for a in Architecture] + list(ARCHITECTURE_ALIASES))
@@ -32,7 +35,7 @@ def build_servers() -> st.SearchStrategy[dict[str, Any]]:
         optional={
             "max_concurrent_builds": st.integers(1, 1024),
             "labels": labels,
-            "description": st.text(max_size=50),
+            "description": descriptions,
         },
     )
 

@@ -143,3 +143,10 @@ def test_sort_names_the_choices() -> None:
         ListQuery(sort="secret").sort_key(frozenset({"name", "id"}))
     assert info.value.field == "sort"
     assert "id, name" in info.value.message
+
+
+def test_descriptions_keep_newlines_but_no_other_control_characters() -> None:
+    assert BuildServerCreate.model_validate(build_server(description="two\nlines\tok")).description
+    with pytest.raises(ValidationError) as info:
+        BuildServerCreate.model_validate(build_server(description="nul\x00byte"))
+    assert error_fields(info.value) == ["description"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.cli.output import out, show_json, show_table
@@ -20,7 +22,8 @@ from labfleet.services import tokens
 
 T = TypeVar("T")
 
-CLI_ACTOR = Actor(name="cli", role=Role.admin)
+# Commands here act on the database directly, as whoever runs them on this machine.
+CLI_ACTOR = Actor(name=f"cli:{getpass.getuser()}", role=Role.admin)
 
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 token_app = typer.Typer(
@@ -46,7 +49,10 @@ def prepare(settings: Settings) -> str | None:
     """Migrate the database and, on an empty one, create the first admin token."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
-    return _in_session(settings, lambda s: tokens.bootstrap_admin(session=s, actor=CLI_ACTOR))
+    try:
+        return _in_session(settings, lambda s: tokens.bootstrap_admin(session=s, actor=CLI_ACTOR))
+    except IntegrityError:
+        return None  # another process starting at the same time made the first token
 
 
 @db_app.command("upgrade")

@@ -60,6 +60,15 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _text(value: str) -> str:
+    if _CONTROL_IN_TEXT.search(value):
+        raise ValueError("must not contain control characters other than tab and newline")
+    return value
+
+
 def _one_line(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
@@ -72,7 +81,7 @@ Address = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterV
 Port = Annotated[int, Field(ge=1, le=65535)]
 ArchitectureName = Annotated[Architecture, BeforeValidator(_architecture)]
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
-Description = Annotated[str, StringConstraints(max_length=2000)]
+Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
 

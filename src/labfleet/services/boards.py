@@ -50,6 +50,7 @@ BOARDS: inventory.Collection[Board] = inventory.Collection(
     sortable=frozenset({"id", "name", "board_type", "architecture", "status", "created_at", "updated_at"}),
     filterable=frozenset({"architecture", "board_type"}),
     loads=(selectinload(Board.labels), selectinload(Board.peripherals), selectinload(Board.health)),
+    refreshed=("status_choice", "health", "updated_at"),
     snapshot=_snapshot,
     display=lambda b: b.name,
 )

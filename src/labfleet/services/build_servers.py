@@ -40,6 +40,7 @@ BUILD_SERVERS: inventory.Collection[BuildServer] = inventory.Collection(
     sortable=frozenset({"id", "hostname", "address", "status", "created_at", "updated_at"}),
     filterable=frozenset(),
     loads=(selectinload(BuildServer.labels), selectinload(BuildServer.toolchains)),
+    refreshed=("status_choice", "updated_at"),
     snapshot=_snapshot,
     display=lambda s: s.hostname,
 )

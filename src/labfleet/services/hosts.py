@@ -41,6 +41,7 @@ HOSTS: inventory.Collection[Host] = inventory.Collection(
     sortable=frozenset({"id", "hostname", "address", "status", "created_at", "updated_at"}),
     filterable=frozenset({"kvm"}),
     loads=(selectinload(Host.labels),),
+    refreshed=("status_choice", "updated_at"),
     snapshot=_snapshot,
     display=lambda h: h.hostname,
 )

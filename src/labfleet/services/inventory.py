@@ -36,6 +36,7 @@ class Collection(Generic[M]):
     sortable: frozenset[str]
     filterable: frozenset[str]
     loads: Sequence[ORMOption]
+    refreshed: Sequence[str]
     snapshot: Callable[[M], dict[str, Any]]
     display: Callable[[M], str]
 
@@ -98,10 +99,10 @@ def sync_labels(obj: Any, coll: Collection[Any], wanted: dict[str, str]) -> None
 
 
 async def _flush(coll: Collection[Any], session: AsyncSession) -> None:
-    # A savepoint, so that losing a race on a unique value fails this change only.
+    # Losing a race on a unique value to another request ends here; the caller's
+    # transaction is then rolled back whole, as every failed request's is.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError as exc:
         text = str(exc.orig).lower()
         field = next((name for name in coll.unique if name in text), None)
@@ -112,7 +113,9 @@ async def save_new(coll: Collection[M], *, session: AsyncSession, actor: Actor, 
     session.add(obj)
     await _flush(coll, session)
     ident: int = obj.id  # type: ignore[attr-defined]
-    saved = await fetch(coll, session=session, ident=ident)
+    # What the new row got from the database rather than from us: its status row.
+    await session.refresh(obj, attribute_names=coll.refreshed)
+    saved = obj
     await audit.record(
         session=session,
         actor=actor,
@@ -130,7 +133,8 @@ async def save_changes(
 ) -> M:
     await _flush(coll, session)
     ident: int = obj.id  # type: ignore[attr-defined]
-    saved = await fetch(coll, session=session, ident=ident)
+    await session.refresh(obj, attribute_names=coll.refreshed)
+    saved = obj
     after = coll.snapshot(saved)
     if after != before:
         await audit.record(
