@@ -55,3 +55,26 @@ def test_merge_is_deep() -> None:
     assert merge({"ssh": {"port": 22, "username": "a"}}, {"ssh": {"port": 2222}}) == {
         "ssh": {"port": 2222, "username": "a"}
     }
+
+
+def test_cli_target_comes_from_flags_then_environment_then_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labfleet.cli.client import DEFAULT_URL, resolve
+
+    config = tmp_path / "cli.toml"
+    config.write_text('url = "http://file:1/"\ntoken = "lf_file"\n')
+    monkeypatch.setenv("LABFLEET_CLI_CONFIG", str(config))
+    monkeypatch.delenv("LABFLEET_URL", raising=False)
+    monkeypatch.delenv("LABFLEET_TOKEN", raising=False)
+    assert (resolve(None, None).url, resolve(None, None).token) == ("http://file:1", "lf_file")
+    monkeypatch.setenv("LABFLEET_URL", "http://env:2")
+    monkeypatch.setenv("LABFLEET_TOKEN", "lf_env")
+    assert (resolve(None, None).url, resolve(None, None).token) == ("http://env:2", "lf_env")
+    assert (resolve("http://flag:3", "lf_flag").url, resolve("http://flag:3", "lf_flag").token) == (
+        "http://flag:3",
+        "lf_flag",
+    )
+    config.unlink()
+    monkeypatch.delenv("LABFLEET_URL")
+    assert resolve(None, None).url == DEFAULT_URL

@@ -78,11 +78,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 async def _labfleet_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.LabfleetError)
-    status = (
-        next(code for kind, code in STATUS_OF if isinstance(exc, kind))
-        if any(isinstance(exc, kind) for kind, _ in STATUS_OF)
-        else 500
-    )
+    status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 500)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from labfleet.schemas.enums import ARCHITECTURE_ALIASES, Architecture
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
-_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?$"
 )
@@ -51,7 +51,7 @@ def _architecture(value: Any) -> Any:
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
     for key, item in value.items():
-        if len(key) > 63 or not _LABEL_KEY.match(key):
+        if len(key) > 63 or not LABEL_KEY.match(key):
             raise ValueError(
                 f"label key {key!r}: use at most 63 lower-case letters, digits, '.', '_', '/' and '-'"
             )

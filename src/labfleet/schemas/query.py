@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labfleet.errors import Invalid
-from labfleet.schemas.common import _LABEL_KEY
+from labfleet.schemas.common import LABEL_KEY
 
 MAX_PAGE = 1000
 
@@ -21,7 +21,7 @@ class LabelFilter:
     @classmethod
     def parse(cls, text: str) -> LabelFilter:
         key, sep, value = text.partition("=")
-        if not _LABEL_KEY.match(key):
+        if not LABEL_KEY.match(key):
             raise Invalid(f"{text!r} is not a label filter; use key or key=value", field="label")
         return cls(key, value if sep else None)
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from labfleet.schemas.common import Name, Strict
-from labfleet.schemas.enums import Role
 
 
 class TokenCreate(Strict):
     name: Name
-    role: str = Field(pattern="^(viewer|operator|admin)$")
+    role: Literal["viewer", "operator", "admin"]
     team: Name | None = None
     expires_at: datetime | None = None
-
-    @property
-    def role_value(self) -> Role:
-        return Role[self.role]
 
 
 class TokenOut(BaseModel):

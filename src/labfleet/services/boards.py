@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from labfleet.db.models import Board, BoardLabel, BoardPeripheral
 from labfleet.schemas.auth import Actor
@@ -49,7 +49,7 @@ BOARDS: inventory.Collection[Board] = inventory.Collection(
     unique=("name", "serial_number"),
     sortable=frozenset({"id", "name", "board_type", "architecture", "status", "created_at", "updated_at"}),
     filterable=frozenset({"architecture", "board_type"}),
-    loads=(selectinload(Board.labels), selectinload(Board.peripherals), selectinload(Board.health)),
+    loads=(selectinload(Board.labels), selectinload(Board.peripherals), joinedload(Board.health)),
     refreshed=("status_choice", "health", "updated_at"),
     snapshot=_snapshot,
     display=lambda b: b.name,

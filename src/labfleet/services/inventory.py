@@ -98,12 +98,14 @@ def sync_labels(obj: Any, coll: Collection[Any], wanted: dict[str, str]) -> None
             obj.labels.append(coll.label_model(key=key, value=value))
 
 
-async def _flush(coll: Collection[Any], session: AsyncSession) -> None:
+async def _flush(coll: Collection[Any], session: AsyncSession, *, deleting: bool = False) -> None:
     # Losing a race on a unique value to another request ends here; the caller's
     # transaction is then rolled back whole, as every failed request's is.
     try:
         await session.flush()
     except IntegrityError as exc:
+        if deleting:
+            raise Conflict(f"this {coll.noun} is still in use: reservations or history refer to it") from exc
         text = str(exc.orig).lower()
         field = next((name for name in coll.unique if name in text), None)
         raise Conflict(f"this {coll.noun} conflicts with an existing one", field=field) from exc
@@ -154,7 +156,7 @@ async def delete(coll: Collection[M], *, session: AsyncSession, actor: Actor, id
     obj = await fetch(coll, session=session, ident=ident)
     before = coll.snapshot(obj)
     await session.delete(obj)
-    await _flush(coll, session)
+    await _flush(coll, session, deleting=True)
     await audit.record(
         session=session,
         actor=actor,
