@@ -40,19 +40,27 @@ async def _pg_admin(statement: str) -> None:
 
 @pytest.fixture(scope="session")
 def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One migrated database per backend for the whole run."""
+    """One migrated database per backend for the whole run, and a PostgreSQL template.
+
+    No test connects to the template, so copying it (CREATE DATABASE ... TEMPLATE) never
+    finds it in use.
+    """
     sqlite_path = tmp_path_factory.mktemp("db") / "labfleet.db"
     sqlite_url = f"sqlite+aiosqlite:///{sqlite_path}"
     migrate.upgrade(sqlite_url)
 
-    name = f"labfleet_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    pg_url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    suffix = uuid.uuid4().hex[:12]
+    names = {"postgresql": f"labfleet_test_{suffix}", "template": f"labfleet_tpl_{suffix}"}
+    urls = {"sqlite": sqlite_url}
     try:
-        migrate.upgrade(pg_url)
-        yield {"sqlite": sqlite_url, "postgresql": pg_url}
+        for key, name in names.items():
+            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+            urls[key] = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+            migrate.upgrade(urls[key])
+        yield urls
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in names.values():
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -96,7 +104,7 @@ def fresh_db_url(backend: str, migrated_urls: dict[str, str], tmp_path: Path) ->
         yield f"sqlite+aiosqlite:///{target}"
         return
     name = f"labfleet_t_{uuid.uuid4().hex[:12]}"
-    template = make_url(migrated_urls["postgresql"]).database
+    template = make_url(migrated_urls["template"]).database
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)

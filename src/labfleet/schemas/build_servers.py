@@ -6,26 +6,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from labfleet.schemas.common import Address, Description, Labels, StatusOut, Strict
-from labfleet.schemas.ssh import SshIn, SshOut, SshUpdate
+from labfleet.schemas.common import StatusOut
+from labfleet.schemas.ssh import MachineCreate, MachineUpdate, SshOut
 
 
-class BuildServerCreate(Strict):
-    hostname: Address
-    address: Address
-    ssh: SshIn
-    description: Description = ""
+class BuildServerCreate(MachineCreate):
     max_concurrent_builds: int = Field(default=1, ge=1, le=1024)
-    labels: Labels = Field(default_factory=dict)
 
 
-class BuildServerUpdate(Strict):
-    hostname: Address | None = None
-    address: Address | None = None
-    ssh: SshUpdate | None = None
-    description: Description | None = None
+class BuildServerUpdate(MachineUpdate):
     max_concurrent_builds: int | None = Field(default=None, ge=1, le=1024)
-    labels: Labels | None = Field(default=None, description="Replaces all labels when given.")
 
 
 class ToolchainOut(BaseModel):

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from labfleet.schemas.common import Address, Description, Labels, StatusOut, Strict
-from labfleet.schemas.ssh import SshIn, SshOut, SshUpdate
+from labfleet.schemas.common import StatusOut
+from labfleet.schemas.ssh import MachineCreate, MachineUpdate, SshOut
 
 LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test")
 
@@ -26,24 +26,14 @@ def _libvirt_uri(value: str) -> str:
 LibvirtUri = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_libvirt_uri)]
 
 
-class HostCreate(Strict):
-    hostname: Address
-    address: Address
-    ssh: SshIn
+class HostCreate(MachineCreate):
     libvirt_uri: LibvirtUri
-    description: Description = ""
     utilization_threshold_pct: int = Field(default=85, ge=1, le=100)
-    labels: Labels = Field(default_factory=dict)
 
 
-class HostUpdate(Strict):
-    hostname: Address | None = None
-    address: Address | None = None
-    ssh: SshUpdate | None = None
+class HostUpdate(MachineUpdate):
     libvirt_uri: LibvirtUri | None = None
-    description: Description | None = None
     utilization_threshold_pct: int | None = Field(default=None, ge=1, le=100)
-    labels: Labels | None = Field(default=None, description="Replaces all labels when given.")
 
 
 class HostOut(BaseModel):

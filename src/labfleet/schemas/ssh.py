@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from labfleet.schemas.common import Port, Secret, Strict
+from labfleet.schemas.common import Address, Description, Labels, Port, Secret, Strict
 
 _USER = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
 
@@ -48,3 +48,21 @@ class SshOut(BaseModel):
     username: str
     credentials_set: bool = Field(description="Whether a private key or password is stored.")
     host_key: str | None = Field(description="The pinned host key, once known.")
+
+
+class MachineCreate(Strict):
+    """What every machine reached over SSH is registered with."""
+
+    hostname: Address
+    address: Address
+    ssh: SshIn
+    description: Description = ""
+    labels: Labels = Field(default_factory=dict)
+
+
+class MachineUpdate(Strict):
+    hostname: Address | None = None
+    address: Address | None = None
+    ssh: SshUpdate | None = None
+    description: Description | None = None
+    labels: Labels | None = Field(default=None, description="Replaces all labels when given.")

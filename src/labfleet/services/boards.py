@@ -140,9 +140,9 @@ async def update(
     before = _snapshot(board)
     sent = inventory.changed_fields(data)
     await inventory.ensure_unique(BOARDS, session=session, values=sent, exclude_id=ident)
-    for name in ("name", "board_type", "serial_number", "console_url", "firmware_version", "description"):
-        if sent.get(name) is not None:
-            setattr(board, name, sent[name])
+    inventory.assign(
+        board, sent, ("name", "board_type", "serial_number", "console_url", "firmware_version", "description")
+    )
     if data.architecture is not None:
         board.architecture = data.architecture.value
     if data.ssh is not None:

@@ -62,10 +62,7 @@ async def register(
     server = BuildServer(
         hostname=data.hostname,
         address=data.address,
-        ssh_port=data.ssh.port,
-        ssh_user=data.ssh.username,
-        ssh_secret=credentials.seal(secrets, private_key=data.ssh.private_key, password=data.ssh.password),
-        ssh_host_key=facts.host_key,
+        **credentials.ssh_columns(secrets, data.ssh, host_key=facts.host_key),
         description=data.description,
         max_concurrent_builds=data.max_concurrent_builds,
         cpu_cores=facts.cpu_cores,
@@ -104,15 +101,9 @@ async def update(
     before = _snapshot(server)
     sent = inventory.changed_fields(data)
     await inventory.ensure_unique(BUILD_SERVERS, session=session, values=sent, exclude_id=ident)
-    for name in ("hostname", "address", "description", "max_concurrent_builds"):
-        if sent.get(name) is not None:
-            setattr(server, name, sent[name])
+    inventory.assign(server, sent, ("hostname", "address", "description", "max_concurrent_builds"))
     if data.ssh is not None:
-        server.ssh_port = data.ssh.port or server.ssh_port
-        server.ssh_user = data.ssh.username or server.ssh_user
-        server.ssh_secret = credentials.reseal(
-            secrets, server.ssh_secret, private_key=data.ssh.private_key, password=data.ssh.password
-        )
+        credentials.update_ssh(secrets, server, data.ssh)
     if data.labels is not None:
         inventory.sync_labels(server, BUILD_SERVERS, data.labels)
     return await inventory.save_changes(

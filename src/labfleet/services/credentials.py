@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labfleet.schemas.ssh import SshIn, SshUpdate
 from labfleet.secretbox import SecretBox
 
 
@@ -18,3 +19,20 @@ def reseal(box: SecretBox, sealed: str | None, **updates: str | None) -> str | N
     current: dict[str, Any] = box.open(sealed) if sealed else {}
     current.update({k: v for k, v in updates.items() if v is not None})
     return box.seal(current) if current else None
+
+
+def ssh_columns(box: SecretBox, ssh: SshIn, *, host_key: str | None) -> dict[str, Any]:
+    """The SSH columns of a new machine, its credentials sealed."""
+    return {
+        "ssh_port": ssh.port,
+        "ssh_user": ssh.username,
+        "ssh_secret": seal(box, private_key=ssh.private_key, password=ssh.password),
+        "ssh_host_key": host_key,
+    }
+
+
+def update_ssh(box: SecretBox, machine: Any, ssh: SshUpdate) -> None:
+    """Apply what an update sends of a machine's SSH access, keeping the rest."""
+    machine.ssh_port = ssh.port or machine.ssh_port
+    machine.ssh_user = ssh.username or machine.ssh_user
+    machine.ssh_secret = reseal(box, machine.ssh_secret, private_key=ssh.private_key, password=ssh.password)

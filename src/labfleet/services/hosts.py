@@ -63,10 +63,7 @@ async def register(
     host = Host(
         hostname=data.hostname,
         address=data.address,
-        ssh_port=data.ssh.port,
-        ssh_user=data.ssh.username,
-        ssh_secret=credentials.seal(secrets, private_key=data.ssh.private_key, password=data.ssh.password),
-        ssh_host_key=facts.host_key,
+        **credentials.ssh_columns(secrets, data.ssh, host_key=facts.host_key),
         libvirt_uri=data.libvirt_uri,
         description=data.description,
         utilization_threshold_pct=data.utilization_threshold_pct,
@@ -95,15 +92,11 @@ async def update(
     before = _snapshot(host)
     sent = inventory.changed_fields(data)
     await inventory.ensure_unique(HOSTS, session=session, values=sent, exclude_id=ident)
-    for name in ("hostname", "address", "libvirt_uri", "description", "utilization_threshold_pct"):
-        if sent.get(name) is not None:
-            setattr(host, name, sent[name])
+    inventory.assign(
+        host, sent, ("hostname", "address", "libvirt_uri", "description", "utilization_threshold_pct")
+    )
     if data.ssh is not None:
-        host.ssh_port = data.ssh.port or host.ssh_port
-        host.ssh_user = data.ssh.username or host.ssh_user
-        host.ssh_secret = credentials.reseal(
-            secrets, host.ssh_secret, private_key=data.ssh.private_key, password=data.ssh.password
-        )
+        credentials.update_ssh(secrets, host, data.ssh)
     if data.labels is not None:
         inventory.sync_labels(host, HOSTS, data.labels)
     return await inventory.save_changes(HOSTS, session=session, actor=actor, obj=host, before=before)

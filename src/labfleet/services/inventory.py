@@ -168,6 +168,13 @@ async def delete(coll: Collection[M], *, session: AsyncSession, actor: Actor, id
     )
 
 
+def assign(obj: Any, sent: dict[str, Any], names: Sequence[str]) -> None:
+    """Copy the plain fields an update sent (and did not send as null) onto ``obj``."""
+    for name in names:
+        if sent.get(name) is not None:
+            setattr(obj, name, sent[name])
+
+
 def changed_fields(data: Any) -> dict[str, Any]:
     """The fields an update actually sent (``None`` included only if sent explicitly)."""
     return {name: getattr(data, name) for name in data.model_fields_set}
