@@ -95,7 +95,9 @@ PowerConfig = Annotated[
 
 class BlockDeviceFlash(_OverSsh):
     driver: Literal["bmaptool", "dd"]
-    device: Annotated[str, StringConstraints(pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+    device: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/_.-]+$")] = Field(
+        description="Block device (an SD mux) or image file on the flash host."
+    )
 
 
 class FastbootFlash(_OverSsh):
