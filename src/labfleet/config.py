@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default=None,
         description="Key that encrypts secrets at rest; kept outside the database.",
     )
+    device_checks: bool = Field(
+        default=True,
+        description="Registration connects to each device (SSH, libvirt, console) before storing it; "
+        "off, it validates the input only (imports from another inventory).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

@@ -30,7 +30,13 @@ class Server:
     def __init__(self, data_dir: Path, db_url: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LABFLEET_DATA_DIR": str(data_dir), "LABFLEET_DATABASE_URL": db_url}
+        self.env = {
+            **os.environ,
+            "LABFLEET_DATA_DIR": str(data_dir),
+            "LABFLEET_DATABASE_URL": db_url,
+            # These tests are about the CLI and the API: the inventory is made up.
+            "LABFLEET_DEVICE_CHECKS": "false",
+        }
         self.log = data_dir / f"serve-{self.port}.log"
 
     def __enter__(self) -> Server:

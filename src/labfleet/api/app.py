@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,6 +17,7 @@ from labfleet.api.routes.resources import boards_router, build_servers_router, h
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.secretbox import SecretBox
+from labfleet.services.device_checks import device_checks
 from labfleet.services.validation import InputOnly, RegistrationValidator
 
 API = "/api/v1"
@@ -27,18 +28,22 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.effective_database_url)
-        app.state.sessions = session_factory(engine)
-        app.state.secrets = SecretBox.from_key_file(settings.effective_secret_key_file)
-        app.state.validator = validator or InputOnly()
-        # Everything made so far (modules, app, engine) lives as long as the process:
-        # keep it out of the cyclic collector's full passes, which otherwise stall
-        # requests for tens of milliseconds.
-        gc.freeze()
-        try:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.effective_database_url)
+            stack.push_async_callback(engine.dispose)
+            app.state.sessions = session_factory(engine)
+            app.state.secrets = SecretBox.from_key_file(settings.effective_secret_key_file)
+            if validator is not None:
+                app.state.validator = validator
+            elif settings.device_checks:
+                app.state.validator = await stack.enter_async_context(device_checks())
+            else:
+                app.state.validator = InputOnly()
+            # Everything made so far (modules, app, engine) lives as long as the process:
+            # keep it out of the cyclic collector's full passes, which otherwise stall
+            # requests for tens of milliseconds.
+            gc.freeze()
             yield
-        finally:
-            await engine.dispose()
 
     app = FastAPI(
         title="labfleet",

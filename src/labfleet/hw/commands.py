@@ -8,7 +8,10 @@ local machine for site hooks, a ``FakeRunner`` in unit tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shlex
+import signal
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +54,8 @@ class LocalRunner:
     where = "localhost"
 
     async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+        # Its own session, so that a timeout or a cancellation kills the whole process
+        # group (the shell and whatever it started), not only the shell.
         proc = await asyncio.create_subprocess_shell(
             command,
             stdout=asyncio.subprocess.PIPE,
@@ -60,10 +65,19 @@ class LocalRunner:
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await _kill_group(proc)
             raise Timeout(f"localhost: `{command}` did not finish within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            await _kill_group(proc)
+            raise
         result = CommandResult(
             proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
         )
         return result.checked(command, self.where) if check else result
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    # Reap it and close its pipes, so nothing is left for the garbage collector.
+    await proc.communicate()

@@ -6,10 +6,11 @@ says where it failed: ``build-1.lab:22: connection refused``.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncssh
 import httpx
@@ -28,6 +29,25 @@ def _os_error(what: str, exc: OSError) -> DeviceError:
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return Unreachable(f"{what}: no route to host")
     return Unreachable(f"{what}: {exc.strerror or exc}")
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The operating system's error at the root of a library's error, if there is one.
+
+    Libraries wrap it (anyio: "All connection attempts failed"); the one with an errno
+    says what happened (refused, unreachable).
+    """
+    found: OSError | None = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            found = current
+            if current.errno is not None:
+                return current
+        current = current.__cause__ or current.__context__
+    return found
 
 
 @contextmanager
@@ -99,8 +119,8 @@ def http_errors(what: str) -> Iterator[None]:
     except httpx.TimeoutException as exc:
         raise Timeout(f"{what}: timed out") from exc
     except httpx.ConnectError as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError):
+        cause = _os_cause(exc)
+        if cause is not None:
             raise _os_error(what, cause) from exc
         raise Unreachable(f"{what}: {exc}") from exc
     except httpx.HTTPStatusError as exc:
@@ -108,3 +128,31 @@ def http_errors(what: str) -> Iterator[None]:
         raise DeviceError(f"{what}: answered {response.status_code} {response.text[:200]}") from exc
     except httpx.TransportError as exc:
         raise Unreachable(f"{what}: {exc}") from exc
+
+
+# Time a step that timed out on its own gets to clean up (kill its process, close its
+# channel) before the whole operation is cancelled.
+CLEANUP_GRACE = 1.0
+
+
+@asynccontextmanager
+async def deadline(
+    what: str, timeout: float, *, grace: float = CLEANUP_GRACE
+) -> AsyncIterator[Callable[[], float]]:
+    """Bounds an operation of several steps to ``timeout`` seconds; yields the time left.
+
+    Give each step the time left as its own timeout (``runner.run(..., timeout=left())``):
+    a step then times out by itself, cleanly. Should one not, everything is cancelled
+    ``grace`` seconds later. Either way the operation raises ``Timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+
+    def left() -> float:
+        return max(0.0, end - loop.time())
+
+    try:
+        async with asyncio.timeout_at(end + grace):
+            yield left
+    except TimeoutError as exc:
+        raise Timeout(f"{what}: no answer within {timeout:g} s") from exc

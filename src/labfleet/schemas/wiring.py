@@ -79,6 +79,12 @@ class GpioRelayPower(_OverSsh):
     chip: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "gpiochip0"
     line: int = Field(ge=0, le=1023)
     active_low: bool = False
+    sense_line: int | None = Field(
+        default=None,
+        ge=0,
+        le=1023,
+        description="An input line wired to read the relay back; without it the state is unknown.",
+    )
 
 
 class CommandPower(_Wiring):
