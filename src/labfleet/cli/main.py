@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labfleet.cli import admin, client, resources
+from labfleet.cli import admin, client, lab, resources
 from labfleet.config import Settings
 
 app = typer.Typer(help="labfleet: the control plane for embedded and kernel test labs.", no_args_is_help=True)
@@ -15,6 +15,7 @@ app.add_typer(resources.hosts, name="hosts")
 app.add_typer(resources.boards, name="boards")
 app.add_typer(admin.token_app, name="token")
 app.add_typer(admin.db_app, name="db")
+app.add_typer(lab.app, name="lab")
 
 
 @app.callback()
