@@ -34,7 +34,7 @@ class VirtualLab:
     private_key: Path  # accepted for build_user and root
     known_hosts: Path  # sshd's host key, for clients that pin it
     libvirt_uri: str  # qemu:///system
-    libvirt_ssh_uri: str  # qemu+ssh://root@127.0.0.1:42022/system?keyfile=...&no_verify=1
+    libvirt_ssh_uri: str  # qemu+ssh://root@127.0.0.1:23022/system?keyfile=...&no_verify=1
     pdu_url: str  # pdudaemon's HTTP API
     pdu_name: str  # the PDU in pdudaemon's configuration
     boards: tuple[Board, ...]  # name, console_url, outlet, banner, architecture, ...

@@ -93,14 +93,14 @@ async def test_a_vm_defined_from_generated_xml_boots_to_its_console(lab: Virtual
         kernel=str(files / "vmlinuz"),
         initrd=str(files / "initrd.img"),
         cmdline=f"console=ttyAMA0 quiet panic=-1 labfleet_board={name}",
-        console_port=42101,
+        console_port=23101,
     )
     async with await LibvirtHost.open(lab.libvirt_uri) as host:
         await host.define(domain_xml(spec))
         try:
             await host.start(name)
             url = await host.console_url(name)
-            assert url == "socket://127.0.0.1:42101"
+            assert url == "socket://127.0.0.1:23101"
             async with SerialConsole(ConsolePort(url=url), name=name) as console:
                 await console.expect(f"labfleet-lab: {name} booted", timeout=60)
                 result = await console.run("uname -m", timeout=20)

@@ -43,8 +43,8 @@ def test_boards_are_found_by_name_or_by_outlet() -> None:
 
 def test_consoles_are_raw_tcp_and_rfc2217() -> None:
     assert [b.console_url for b in BOARDS] == [
-        "socket://127.0.0.1:42001",
-        "rfc2217://127.0.0.1:42002?ign_set_control",
+        "socket://127.0.0.1:23001",
+        "rfc2217://127.0.0.1:23002?ign_set_control",
     ]
 
 
@@ -95,7 +95,7 @@ def test_pdudaemon_runs_the_power_script_with_the_outlet(paths: LabPaths) -> Non
     config = pdu.config(paths)
     assert config["daemon"] == {
         "hostname": "127.0.0.1",
-        "port": 42421,
+        "port": 23421,
         "listener": "http",
         "logging_level": "INFO",
     }
@@ -115,15 +115,15 @@ def test_a_percent_sign_in_a_path_survives_pdudaemons_formatting(tmp_path: Path)
 
 def test_ser2net_serves_each_console_end(paths: LabPaths) -> None:
     text = consoles.ser2net_config(paths)
-    assert "accepter: tcp(nodelay),127.0.0.1,42001" in text
-    assert "accepter: telnet(rfc2217),tcp(nodelay),127.0.0.1,42002" in text
+    assert "accepter: tcp(nodelay),127.0.0.1,23001" in text
+    assert "accepter: telnet(rfc2217),tcp(nodelay),127.0.0.1,23002" in text
     for board in BOARDS:
         assert f"connector: serialdev,{paths.console_end(board)},115200n81,local" in text
 
 
 def test_sshd_takes_keys_only(paths: LabPaths) -> None:
     lines = set(sshd.config(paths).splitlines())
-    assert {"Port 42022", "ListenAddress 127.0.0.1", "UsePAM no", "PasswordAuthentication no"} <= lines
+    assert {"Port 23022", "ListenAddress 127.0.0.1", "UsePAM no", "PasswordAuthentication no"} <= lines
     assert f"AuthorizedKeysFile {paths.authorized_keys}" in lines
 
 

@@ -8,8 +8,10 @@ from labfleet.errors import NotFound
 
 LOOPBACK = "127.0.0.1"
 
-SSH_PORT = 42022
-PDU_PORT = 42421
+# Below the kernel's ephemeral range (32768-60999), so that no client socket of another
+# program, nor a test server on a random port, can be holding one when the lab starts.
+SSH_PORT = 23022
+PDU_PORT = 23421
 PDU_NAME = "lab-pdu"
 PDU_URL = f"http://{LOOPBACK}:{PDU_PORT}"
 
@@ -81,7 +83,7 @@ BOARDS = (
         architecture="x86_64",
         deb_arch="amd64",
         serial_number="LAB-X86-0001",
-        console_port=42001,
+        console_port=23001,
         rfc2217=False,
         outlet=1,
         qemu="qemu-system-x86_64",
@@ -94,7 +96,7 @@ BOARDS = (
         architecture="arm64",
         deb_arch="arm64",
         serial_number="LAB-ARM64-0001",
-        console_port=42002,
+        console_port=23002,
         rfc2217=True,
         outlet=2,
         qemu="qemu-system-aarch64",
