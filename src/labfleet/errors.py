@@ -8,6 +8,7 @@
     ├── Invalid               input that is well-formed but not acceptable (field + reason)
     ├── Unauthenticated       no credentials, or credentials that are not valid
     ├── Forbidden             valid credentials with too little role
+    ├── Corrupted             bytes that do not match their SHA-256 (expected, actual)
     └── DeviceError           a device could not do what was asked
         ├── Unreachable
         ├── AuthFailed
@@ -49,6 +50,15 @@ class Unauthenticated(LabfleetError):
 
 class Forbidden(LabfleetError):
     pass
+
+
+class Corrupted(LabfleetError):
+    """Bytes whose SHA-256 is not the one they were stored or declared under: never serve them as good."""
+
+    def __init__(self, message: str, *, expected: str, actual: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.expected = expected
+        self.actual = actual
 
 
 class DeviceError(LabfleetError):

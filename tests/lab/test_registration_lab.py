@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import AuditEntry, Board, BuildServer, Host
+from labfleet.db.models import Board, BuildServer, Host
 from labfleet.errors import Invalid
 from labfleet.hw.ssh import SshPool
 from labfleet.hw.ssh_server import new_private_key
@@ -30,6 +28,7 @@ from labfleet.schemas.hosts import HostCreate
 from labfleet.secretbox import SecretBox
 from labfleet.services import boards, build_servers, hosts
 from labfleet.services.device_checks import DeviceChecks
+from tests.helpers import example, pool_size
 from tests.lab.conftest import VirtualLab
 from tests.properties.strategies import descriptions, labels
 
@@ -44,21 +43,6 @@ _names = itertools.count(1)
 async def checks() -> AsyncIterator[DeviceChecks]:
     async with SshPool() as pool:
         yield DeviceChecks(pool=pool, timeout=30, console_timeout=5)
-
-
-@asynccontextmanager
-async def example(session: AsyncSession) -> AsyncIterator[None]:
-    savepoint = await session.begin_nested()
-    try:
-        yield
-    finally:
-        await savepoint.rollback()
-
-
-async def sizes(session: AsyncSession, model: type[Any]) -> tuple[int, int]:
-    members = await session.scalar(select(func.count()).select_from(model))
-    audits = await session.scalar(select(func.count()).select_from(AuditEntry))
-    return int(members or 0), int(audits or 0)
 
 
 def ssh(lab: VirtualLab, user: str, **overrides: Any) -> dict[str, Any]:
@@ -83,11 +67,11 @@ async def test_property_1_a_reachable_build_server_joins_with_its_toolchains(
         }
     )
     async with example(session):
-        before, _ = await sizes(session, BuildServer)
+        before, _ = await pool_size(session, BuildServer)
         server = await build_servers.register(
             session=session, actor=SYSTEM, secrets=BOX, validator=checks, data=data
         )
-        assert (await sizes(session, BuildServer))[0] == before + 1
+        assert (await pool_size(session, BuildServer))[0] == before + 1
         assert {t.architecture for t in server.toolchains} >= {"x86_64", "arm64"}
         assert server.ssh_host_key == lab.known_hosts.read_text().split(maxsplit=1)[1].strip()
         assert server.cpu_cores and server.memory_mb and server.disk_free_gb is not None
@@ -109,14 +93,14 @@ async def test_property_1_an_unreachable_or_misauthenticated_build_server_adds_n
         {"hostname": f"lab-bad-{next(_names)}", "address": lab.host, "ssh": credentials}
     )
     async with example(session):
-        before = await sizes(session, BuildServer)
+        before = await pool_size(session, BuildServer)
         with pytest.raises(Invalid) as info:
             await build_servers.register(
                 session=session, actor=SYSTEM, secrets=BOX, validator=checks, data=data
             )
         assert info.value.field in ("ssh", "address")
         assert ("refused" if fault == "closed-port" else "authentication failed") in info.value.message
-        assert await sizes(session, BuildServer) == before
+        assert await pool_size(session, BuildServer) == before
 
 
 @LAB
@@ -135,9 +119,9 @@ async def test_property_8_a_reachable_host_joins_with_libvirts_capabilities(
         }
     )
     async with example(session):
-        before, _ = await sizes(session, Host)
+        before, _ = await pool_size(session, Host)
         host = await hosts.register(session=session, actor=SYSTEM, secrets=BOX, validator=checks, data=data)
-        assert (await sizes(session, Host))[0] == before + 1
+        assert (await pool_size(session, Host))[0] == before + 1
         assert {"x86_64", "arm64"} <= set(host.machine_types)
         assert "virt" in host.machine_types["arm64"]
         assert host.cpu_cores and host.memory_mb and host.storage_gb
@@ -160,7 +144,7 @@ async def test_property_8_an_unreachable_host_adds_nothing(
     else:
         payload["ssh"]["private_key"] = new_private_key()
     async with example(session):
-        before = await sizes(session, Host)
+        before = await pool_size(session, Host)
         with pytest.raises(Invalid) as info:
             await hosts.register(
                 session=session,
@@ -170,7 +154,7 @@ async def test_property_8_an_unreachable_host_adds_nothing(
                 data=HostCreate.model_validate(payload),
             )
         assert info.value.field == ("libvirt_uri" if fault == "libvirt-closed" else "ssh")
-        assert await sizes(session, Host) == before
+        assert await pool_size(session, Host) == before
 
 
 @LAB
@@ -192,9 +176,9 @@ async def test_property_12_a_board_whose_console_answers_joins(
         }
     )
     async with example(session):
-        before, _ = await sizes(session, Board)
+        before, _ = await pool_size(session, Board)
         made = await boards.register(session=session, actor=SYSTEM, secrets=BOX, validator=checks, data=data)
-        assert (await sizes(session, Board))[0] == before + 1
+        assert (await pool_size(session, Board))[0] == before + 1
         assert made.console_url == board.console_url
         assert made.power_params["outlet"] == board.outlet
 
@@ -211,8 +195,8 @@ async def test_property_12_a_board_whose_console_refuses_adds_nothing(
             "console_url": "socket://127.0.0.1:1",
         }
     )
-    before = await sizes(session, Board)
+    before = await pool_size(session, Board)
     with pytest.raises(Invalid) as info:
         await boards.register(session=session, actor=SYSTEM, secrets=BOX, validator=checks, data=data)
     assert info.value.field == "console_url"
-    assert await sizes(session, Board) == before
+    assert await pool_size(session, Board) == before

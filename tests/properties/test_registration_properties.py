@@ -6,8 +6,7 @@ that is rolled back, so examples do not see each other.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -15,10 +14,9 @@ import pytest
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import AuditEntry, Board, BuildServer, Host
+from labfleet.db.models import Board, BuildServer, Host
 from labfleet.errors import Conflict, Invalid, Unreachable
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.boards import BoardCreate
@@ -28,6 +26,7 @@ from labfleet.schemas.hosts import HostCreate
 from labfleet.secretbox import SecretBox
 from labfleet.services import boards, build_servers, hosts
 from labfleet.services.validation import InputOnly
+from tests.helpers import example, pool_size
 from tests.properties import strategies
 
 BOX = SecretBox(Fernet.generate_key())
@@ -47,21 +46,6 @@ class Unplugged(InputOnly):
 
     async def board(self, data: Any) -> Any:
         raise Unreachable("the console said nothing", field="console_url")
-
-
-@asynccontextmanager
-async def example(session: AsyncSession) -> AsyncIterator[None]:
-    savepoint = await session.begin_nested()
-    try:
-        yield
-    finally:
-        await savepoint.rollback()
-
-
-async def pool_size(session: AsyncSession, model: type[Any]) -> tuple[int, int]:
-    members = await session.scalar(select(func.count()).select_from(model))
-    audits = await session.scalar(select(func.count()).select_from(AuditEntry))
-    return int(members or 0), int(audits or 0)
 
 
 CASES: list[tuple[str, ModuleType, type[Any], type[Any], Callable[[], Any], tuple[str, ...]]] = [

@@ -43,16 +43,7 @@ def build_server(s: BuildServer, base: str) -> BuildServerOut:
         disk_total_gb=s.disk_total_gb,
         disk_free_gb=s.disk_free_gb,
         load_1m=s.load_1m,
-        toolchains=[
-            ToolchainOut(
-                compiler=t.compiler,
-                target_triplet=t.target_triplet,
-                architecture=t.architecture,
-                version=t.version,
-                path=t.path,
-            )
-            for t in s.toolchains
-        ],
+        toolchains=[ToolchainOut.model_validate(t, from_attributes=True) for t in s.toolchains],
         labels={label.key: label.value for label in s.labels},
         checked_at=s.checked_at,
         created_at=s.created_at,

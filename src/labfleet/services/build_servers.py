@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,16 +72,7 @@ async def register(
         disk_free_gb=facts.disk_free_gb,
         load_1m=facts.load_1m,
         labels=[BuildServerLabel(key=k, value=v) for k, v in data.labels.items()],
-        toolchains=[
-            Toolchain(
-                compiler=t.compiler,
-                target_triplet=t.target_triplet,
-                architecture=t.architecture,
-                version=t.version,
-                path=t.path,
-            )
-            for t in facts.toolchains
-        ],
+        toolchains=[Toolchain(**dataclasses.asdict(t)) for t in facts.toolchains],
     )
     return await inventory.save_new(BUILD_SERVERS, session=session, actor=actor, obj=server)
 

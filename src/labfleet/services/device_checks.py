@@ -5,6 +5,7 @@ invalid, with the reason (R1.2, R7.2, R8.2); nothing is stored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
@@ -80,13 +81,7 @@ class DeviceChecks:
             disk_free_gb=_gb(facts.disk_free_bytes),
             load_1m=facts.load[0] if facts.load else None,
             toolchains=tuple(
-                ToolchainFact(
-                    compiler=t.compiler,
-                    target_triplet=t.target_triplet,
-                    architecture=t.architecture,
-                    version=t.version,
-                    path=t.path,
-                )
+                ToolchainFact(**{f.name: getattr(t, f.name) for f in dataclasses.fields(ToolchainFact)})
                 for t in facts.toolchains
             ),
         )
