@@ -19,6 +19,7 @@ from labfleet.lab import layout
 from labfleet.lab.layout import Board
 from labfleet.lab.libvirt import ssh_uri
 from labfleet.lab.paths import LabPaths
+from labfleet.lab.repo import ssh_url
 from labfleet.lab.status import LabStatus, status
 from labfleet.lab.up import down, up
 
@@ -38,6 +39,9 @@ class VirtualLab:
     pdu_url: str  # pdudaemon's HTTP API
     pdu_name: str  # the PDU in pdudaemon's configuration
     boards: tuple[Board, ...]  # name, console_url, outlet, banner, architecture, ...
+    repo_url: str  # git://127.0.0.1:23418/labfleet-lab.git, the lab's repository (git daemon)
+    repo_ssh_url: str  # the same over the build server's sshd, for clients holding private_key
+    repo_branch: str  # main
 
     @classmethod
     def of(cls, paths: LabPaths) -> VirtualLab:
@@ -53,6 +57,9 @@ class VirtualLab:
             pdu_url=layout.PDU_URL,
             pdu_name=layout.PDU_NAME,
             boards=layout.BOARDS,
+            repo_url=layout.REPO_URL,
+            repo_ssh_url=ssh_url(paths),
+            repo_branch=layout.REPO_BRANCH,
         )
 
     def board(self, name: str) -> Board:
@@ -61,6 +68,10 @@ class VirtualLab:
     def boot_image(self, board: Board) -> Path:
         """The board's flash target: the file its power-on boots."""
         return self.paths.boot_image(board)
+
+    def busybox(self, board: Board) -> Path:
+        """The static busybox for the board's architecture that the repository's build takes by default."""
+        return self.paths.toolchain_busybox(board)
 
     def status(self) -> LabStatus:
         return status(self.paths)

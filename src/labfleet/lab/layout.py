@@ -15,6 +15,12 @@ PDU_PORT = 23421
 PDU_NAME = "lab-pdu"
 PDU_URL = f"http://{LOOPBACK}:{PDU_PORT}"
 
+# The lab's git repository (made from lab/repo/ by `lab up`), served by git daemon.
+GIT_PORT = 23418
+REPO_NAME = "labfleet-lab.git"
+REPO_BRANCH = "main"
+REPO_URL = f"git://{LOOPBACK}:{GIT_PORT}/{REPO_NAME}"
+
 BUILD_USER = "labbuild"
 BUILD_SERVER_NAME = "lab-build"
 HOST_NAME = "lab-kvm"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfleet.lab.layout import Board
+from labfleet.lab.layout import REPO_NAME, Board
 
 DEFAULT_STATE_DIR = Path("/var/lib/labfleet-lab")
 DEFAULT_CACHE_DIR = Path("/var/cache/labfleet-lab")
@@ -103,3 +103,27 @@ class LabPaths:
     @property
     def initramfs_tree(self) -> Path:
         return self.assets / "initramfs"
+
+    @property
+    def repo_source(self) -> Path:
+        """The committed source of the lab's git repository."""
+        return self.assets / "repo"
+
+    @property
+    def git_root(self) -> Path:
+        """What git daemon serves (its --base-path)."""
+        return self.state / "git"
+
+    @property
+    def repo(self) -> Path:
+        """The lab's bare git repository."""
+        return self.git_root / REPO_NAME
+
+    @property
+    def toolchain(self) -> Path:
+        """What the repository's build needs on the build server besides its packages."""
+        return self.state / "toolchain"
+
+    def toolchain_busybox(self, board: Board) -> Path:
+        """The static busybox for the board's architecture: the repository build's default ``BUSYBOX``."""
+        return self.toolchain / f"busybox-{board.architecture}"

@@ -5,8 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from labfleet.lab import boards, consoles, libvirt, pdu, sshd
-from labfleet.lab.layout import BOARDS, LOCAL_LIBVIRT_URI, LOOPBACK, PDU_NAME, PDU_PORT, PDU_URL, SSH_PORT
+from labfleet.lab import boards, consoles, libvirt, pdu, repo, sshd
+from labfleet.lab.layout import (
+    BOARDS,
+    GIT_PORT,
+    LOCAL_LIBVIRT_URI,
+    LOOPBACK,
+    PDU_NAME,
+    PDU_PORT,
+    PDU_URL,
+    REPO_BRANCH,
+    REPO_URL,
+    SSH_PORT,
+)
 from labfleet.lab.paths import LabPaths
 from labfleet.lab.procs import Daemon, listening, running_pid
 
@@ -14,7 +25,7 @@ from labfleet.lab.procs import Daemon, listening, running_pid
 @dataclass(frozen=True, slots=True)
 class Part:
     name: str
-    kind: str  # daemon | board
+    kind: str  # daemon | repository | board
     running: bool  # for a board: powered on
     pid: int | None
     detail: str
@@ -46,6 +57,18 @@ def _daemon(daemon: Daemon, detail: str, *ports: int) -> Part:
     return Part(daemon.name, "daemon", running, pid, detail)
 
 
+def _repository(paths: LabPaths) -> Part:
+    """The lab's git repository: up when git daemon serves it and ``main`` has a commit."""
+    served = _daemon(repo.daemon(paths), REPO_URL, GIT_PORT)
+    head = paths.repo / "refs" / "heads" / REPO_BRANCH
+    try:
+        commit = head.read_text().strip()
+    except OSError:
+        commit = ""
+    detail = f"{REPO_URL} {REPO_BRANCH} {commit[:12] or '(none)'}, also {repo.ssh_url(paths)}"
+    return Part(served.name, "repository", served.running and bool(commit), served.pid, detail)
+
+
 def status(paths: LabPaths) -> LabStatus:
     parts = [
         _daemon(sshd.daemon(paths), f"build server ssh://{LOOPBACK}:{SSH_PORT}", SSH_PORT),
@@ -64,6 +87,7 @@ def status(paths: LabPaths) -> LabStatus:
         )
     )
     parts.append(_daemon(pdu.daemon(paths), f"{PDU_URL} PDU {PDU_NAME}", PDU_PORT))
+    parts.append(_repository(paths))
     for board in BOARDS:
         daemon = boards.qemu_daemon(paths, board)
         pid = running_pid(daemon)

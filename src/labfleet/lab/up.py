@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from labfleet.errors import LabfleetError
-from labfleet.lab import boards, consoles, initramfs, libvirt, packages, pdu, sshd
-from labfleet.lab.layout import BOARDS, BUILD_USER, Board
+from labfleet.lab import boards, consoles, initramfs, libvirt, packages, pdu, repo, sshd
+from labfleet.lab.layout import BOARDS, BUILD_USER, REPO_URL, Board
 from labfleet.lab.paths import LabPaths
 from labfleet.lab.procs import (
     processes_mentioning,
@@ -34,7 +34,16 @@ from labfleet.lab.status import LabStatus, status
 Report = Callable[[str], None]
 
 # Programs of the lab: what `lab down` may stop even when its pid file is gone.
-LAB_PROGRAMS = ("qemu-system-", "socat", "ser2net", "sshd", "libvirtd", "virtlogd", "pdudaemon")
+LAB_PROGRAMS = (
+    "qemu-system-",
+    "socat",
+    "ser2net",
+    "sshd",
+    "libvirtd",
+    "virtlogd",
+    "pdudaemon",
+    "git-daemon",
+)
 
 
 def _quiet(_: str) -> None:
@@ -79,13 +88,18 @@ def wait_booted(paths: LabPaths, board: Board, *, timeout: float) -> None:
 
 
 def _boot_images(paths: LabPaths, report: Report) -> None:
+    busyboxes = {}
     for board in BOARDS:
         report(f"{board.name}: kernel and busybox ({board.deb_arch})")
         packages.fetch_kernel(paths, board)
         busybox = packages.fetch_busybox(paths, board)
+        busyboxes[board.name] = busybox
         # A boot image already there may have been flashed: keep it while the lab stays up.
         if not paths.boot_image(board).exists():
             initramfs.build(paths.initramfs_tree, busybox, paths.boot_image(board))
+    # What the build server needs to build the same images from the lab's repository.
+    repo.install_toolchain(paths, busyboxes)
+    report(f"git repository {paths.repo}: main at {repo.publish(paths)}")
 
 
 def _preflight(paths: LabPaths) -> None:
@@ -93,6 +107,7 @@ def _preflight(paths: LabPaths) -> None:
     _require_root("up")
     packages.require_packages()
     initramfs.require_tree(paths.initramfs_tree)
+    repo.require_source(paths)
     pdu.program()
 
 
@@ -112,6 +127,8 @@ def up(paths: LabPaths, *, report: Report = _quiet, timeout: float = 120) -> Lab
         _boot_images(paths, report)
         if sshd.start(paths):
             report("sshd: started")
+        if repo.start(paths):
+            report(f"git daemon: started, serving {REPO_URL}")
         for board in BOARDS:
             consoles.start_pty_pair(paths, board)
         if consoles.start_ser2net(paths):
@@ -194,6 +211,7 @@ def down(paths: LabPaths, *, report: Report = _quiet) -> list[str]:
             pdu.daemon(paths),
             consoles.ser2net(paths),
             *(consoles.socat(paths, b) for b in BOARDS),
+            repo.daemon(paths),
             sshd.daemon(paths),
             libvirt.libvirtd(paths),
             libvirt.virtlogd(paths),
