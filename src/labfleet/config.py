@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         default=None,
         description="Key that encrypts secrets at rest; kept outside the database.",
     )
+    artifact_dir: Path | None = Field(
+        default=None,
+        description="Where artifact bytes are stored, content-addressed; <data_dir>/artifacts when unset.",
+    )
     device_checks: bool = Field(
         default=True,
         description="Registration connects to each device (SSH, libvirt, console) before storing it; "
@@ -46,6 +50,10 @@ class Settings(BaseSettings):
     @cached_property
     def effective_secret_key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @cached_property
+    def effective_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
 
 
 def normalize_database_url(url: str) -> str:

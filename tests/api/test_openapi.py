@@ -16,6 +16,13 @@ EXPECTED = (
         ("delete", "/api/v1/tokens/{id}"),
         ("get", "/api/v1/audit-log"),
         ("get", "/api/v1/statuses"),
+        ("get", "/api/v1/artifacts"),
+        ("get", "/api/v1/artifacts/latest"),
+        ("post", "/api/v1/artifacts/retention"),
+        ("get", "/api/v1/artifacts/{id}"),
+        ("get", "/api/v1/artifacts/{id}/download"),
+        ("post", "/api/v1/artifacts/{id}/pin"),
+        ("delete", "/api/v1/artifacts/{id}/pin"),
     }
 )
 
@@ -44,7 +51,14 @@ async def test_openapi_lists_every_route_with_auth_and_problems(
 
 async def test_statuses_come_from_the_status_tables(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/v1/statuses")).json()
-    assert set(body) == {"build_server", "host", "board"}
+    assert set(body) == {"build_server", "host", "board", "build_job"}
+    assert [s["value"] for s in body["build_job"]] == [
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
     assert [s["value"] for s in body["build_server"]] == [
         "online",
         "degraded",

@@ -12,11 +12,12 @@ from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
 from labfleet.api import problems
-from labfleet.api.routes import audit, statuses, tokens
+from labfleet.api.routes import artifacts, audit, statuses, tokens
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.secretbox import SecretBox
+from labfleet.services.artifacts import open_store
 from labfleet.services.device_checks import device_checks
 from labfleet.services.validation import InputOnly, RegistrationValidator
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
             stack.push_async_callback(engine.dispose)
             app.state.sessions = session_factory(engine)
             app.state.secrets = SecretBox.from_key_file(settings.effective_secret_key_file)
+            app.state.store = open_store(settings.effective_artifact_dir)
             if validator is not None:
                 app.state.validator = validator
             elif settings.device_checks:
@@ -72,6 +74,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         build_servers_router,
         hosts_router,
         boards_router,
+        artifacts.router,
         tokens.router,
         audit.router,
         statuses.router,

@@ -22,6 +22,9 @@ STATUS_OF: list[tuple[type[errors.LabfleetError], int]] = [
     (errors.Invalid, 422),
     (errors.Unauthenticated, 401),
     (errors.Forbidden, 403),
+    # The server's own stored bytes are damaged: a server fault, not the client's (4xx), not an
+    # upstream's (502), and not transient (503 would invite a retry that cannot help).
+    (errors.Corrupted, 500),
     (errors.Busy, 503),
     (errors.Timeout, 504),
     (errors.DeviceError, 502),

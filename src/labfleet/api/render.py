@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from labfleet.db.models import Board, BuildServer, Host
+from labfleet.db.models import Artifact, Board, BuildServer, Host
 from labfleet.db.models.tokens import ApiToken
+from labfleet.schemas.artifacts import ArtifactOut, ArtifactType
 from labfleet.schemas.boards import BoardHealthOut, BoardOut, BoardSshOut, WiringOut
 from labfleet.schemas.build_servers import BuildServerOut, ToolchainOut
 from labfleet.schemas.common import StatusOut
@@ -135,4 +136,25 @@ def token(t: ApiToken) -> TokenOut:
         expires_at=t.expires_at,
         last_used_at=t.last_used_at,
         revoked_at=t.revoked_at,
+    )
+
+
+def artifact(a: Artifact, base: str) -> ArtifactOut:
+    url = f"{base}/artifacts/{a.id}"
+    return ArtifactOut(
+        id=a.id,
+        url=url,
+        display=a.name,
+        name=a.name,
+        type=ArtifactType(a.type),
+        sha256=a.sha256,
+        size=a.size,
+        build_job_id=a.build_job_id,
+        repository_url=a.repository_url,
+        branch=a.branch,
+        commit=a.commit,
+        architecture=a.architecture,
+        pinned=a.pinned,
+        created_at=a.created_at,
+        download_url=f"{url}/download",
     )

@@ -2,23 +2,35 @@
 
 from labfleet.db.models.alerts import Alert
 from labfleet.db.models.allocation import AllocationPolicy, HealthThreshold, Reservation, ResourceGroup
+from labfleet.db.models.artifacts import Artifact, ArtifactReference, RetentionPolicy
 from labfleet.db.models.audit import AuditEntry
 from labfleet.db.models.boards import Board, BoardHealth, BoardLabel, BoardPeripheral
 from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Toolchain
+from labfleet.db.models.builds import BuildJob, BuildLogChunk
 from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
-from labfleet.db.models.statuses import BoardStatusChoice, BuildServerStatusChoice, HostStatusChoice
+from labfleet.db.models.statuses import (
+    BoardStatusChoice,
+    BuildJobStatusChoice,
+    BuildServerStatusChoice,
+    HostStatusChoice,
+)
 from labfleet.db.models.tokens import ApiToken
 
 __all__ = [
     "Alert",
     "AllocationPolicy",
     "ApiToken",
+    "Artifact",
+    "ArtifactReference",
     "AuditEntry",
     "Board",
     "BoardHealth",
     "BoardLabel",
     "BoardPeripheral",
     "BoardStatusChoice",
+    "BuildJob",
+    "BuildJobStatusChoice",
+    "BuildLogChunk",
     "BuildServer",
     "BuildServerLabel",
     "BuildServerStatusChoice",
@@ -28,6 +40,7 @@ __all__ = [
     "HostStatusChoice",
     "Reservation",
     "ResourceGroup",
+    "RetentionPolicy",
     "Toolchain",
     "UtilizationSample",
 ]

@@ -15,3 +15,7 @@ class HostStatusChoice(StatusChoice, Base):
 
 class BoardStatusChoice(StatusChoice, Base):
     __tablename__ = "board_statuses"
+
+
+class BuildJobStatusChoice(StatusChoice, Base):
+    __tablename__ = "build_job_statuses"

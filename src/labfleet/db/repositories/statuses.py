@@ -7,12 +7,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import BoardStatusChoice, BuildServerStatusChoice, HostStatusChoice
+from labfleet.db.models import (
+    BoardStatusChoice,
+    BuildJobStatusChoice,
+    BuildServerStatusChoice,
+    HostStatusChoice,
+)
 
 _TABLES: dict[str, Any] = {
     "build_server": BuildServerStatusChoice,
     "host": HostStatusChoice,
     "board": BoardStatusChoice,
+    "build_job": BuildJobStatusChoice,
 }
 
 

@@ -1,0 +1,81 @@
+"""Build jobs: durable rows a worker claims with a lease, and their logs kept with them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from labfleet.db.base import Base, JSONType, utcnow
+from labfleet.db.models.statuses import BuildJobStatusChoice
+
+# The seeded values of build_job_statuses that queries rely on.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+
+class BuildJob(Base):
+    __tablename__ = "build_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_url: Mapped[str] = mapped_column(String(1024))
+    branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    requested_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The exact hash that was checked out and built, recorded when the build fetched it.
+    resolved_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    architecture: Mapped[str] = mapped_column(String(32))
+    command: Mapped[str | None] = mapped_column(default=None)
+    defconfig: Mapped[str | None] = mapped_column(String(255), default=None)
+    make_target: Mapped[str | None] = mapped_column(String(255), default=None)
+    # What to collect afterwards: [{"path": ..., "type": ..., "name": ...}, ...]
+    artifact_specs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    server_choice: Mapped[str] = mapped_column(String(255), default="auto")
+    build_server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("build_servers.id", ondelete="SET NULL"), index=True, default=None
+    )
+    priority: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(ForeignKey("build_job_statuses.value"), default=QUEUED)
+    # Why this server: the candidates, why each was excluded, the scores (R13.5).
+    decision: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    retry_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("build_jobs.id", ondelete="SET NULL"), index=True, default=None
+    )
+    attempt: Mapped[int] = mapped_column(default=1)
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    team: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    failure_reason: Mapped[str | None] = mapped_column(default=None)
+    log_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    status_choice: Mapped[BuildJobStatusChoice] = relationship(lazy="joined")
+
+    __table_args__ = (
+        # The order in which workers claim queued jobs: highest priority, then oldest.
+        Index("ix_build_jobs_claim_order", "status", priority.desc(), "queued_at", "id"),
+        # Finding running jobs whose worker stopped heartbeating.
+        Index("ix_build_jobs_lease_expiry", "status", "lease_expires_at"),
+        # ``latest``: the newest succeeded build of a branch and architecture.
+        Index(None, "repository_url", "branch", "architecture", "status"),
+    )
+
+
+class BuildLogChunk(Base):
+    """A piece of a job's log at a byte offset, so a reader resumes from any offset it has."""
+
+    __tablename__ = "build_log_chunks"
+
+    build_job_id: Mapped[int] = mapped_column(
+        ForeignKey("build_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
