@@ -1,0 +1,102 @@
+"""The durable build queue as workers use it: claim, heartbeat, release, finish, recover.
+
+Thin over :mod:`labfleet.db.repositories.build_queue`; like every service it flushes and
+never commits: the caller's transaction decides. A worker commits right after a claim, a
+heartbeat or a finish, so that each is visible to the other processes at once (and, on
+SQLite, so that the write lock is held only for that moment).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labfleet.db.base import utcnow
+from labfleet.db.models import BuildJob
+from labfleet.db.repositories import build_queue as repo
+from labfleet.errors import Conflict
+
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_MAX_ATTEMPTS = 3
+REQUEUED = repo.REQUEUED
+FAILED = repo.FAILED_OUTCOME
+
+
+def worker_id() -> str:
+    """A name for this worker that no other process shares: ``hostname:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def claim_next(
+    *,
+    session: AsyncSession,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    server_ids: Collection[int] | None = None,
+    now: datetime | None = None,
+) -> BuildJob | None:
+    """The next queued job, now running under ``worker``'s lease; None when nothing is queued."""
+    return await repo.claim_next(
+        session, worker=worker, lease_seconds=lease_seconds, now=now or utcnow(), server_ids=server_ids
+    )
+
+
+async def heartbeat(
+    *,
+    session: AsyncSession,
+    job_id: int,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> bool:
+    """Extend ``worker``'s lease on the job; False means it lost the lease and must stop the build."""
+    return await repo.heartbeat(
+        session, job_id=job_id, worker=worker, lease_seconds=lease_seconds, now=now or utcnow()
+    )
+
+
+async def release(
+    *,
+    session: AsyncSession,
+    job_id: int,
+    worker: str,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Put a held job back in the queue unrun; refused (Conflict) unless ``worker`` holds it."""
+    if not await repo.release(session, job_id=job_id, worker=worker, now=now or utcnow(), reason=reason):
+        raise Conflict(f"build job {job_id} is not held by worker {worker}")
+
+
+async def finish(
+    *,
+    session: AsyncSession,
+    job_id: int,
+    worker: str,
+    status: str,
+    failure_reason: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Record how a held job ended; refused (Conflict) unless ``worker`` still holds it."""
+    done = await repo.finish(
+        session,
+        job_id=job_id,
+        worker=worker,
+        status=status,
+        failure_reason=failure_reason,
+        now=now or utcnow(),
+    )
+    if not done:
+        raise Conflict(f"build job {job_id} is not held by worker {worker}; its result is not recorded")
+
+
+async def recover_expired(
+    *, session: AsyncSession, max_attempts: int = DEFAULT_MAX_ATTEMPTS, now: datetime | None = None
+) -> list[tuple[int, str]]:
+    """Requeue (or, past ``max_attempts``, fail) every running job whose lease expired, with the reason."""
+    return await repo.recover_expired(session, now=now or utcnow(), max_attempts=max_attempts)
