@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from labfleet.errors import Invalid
 from labfleet.hw.commands import CommandRunner, quote
-from labfleet.hw.flash.protocol import FileTransfer, ImageDigest, Progress
-from labfleet.hw.flash.staging import DEFAULT_STAGING, check_staging_dir, sha256_in, staged_write
-from labfleet.hw.translate import deadline
+from labfleet.hw.flash.protocol import FileTransfer, ImageDigest
+from labfleet.hw.flash.staging import DEFAULT_STAGING, ReadBackFlash, check_staging_dir, sha256_in
 
 BlockTool = Literal["dd", "bmaptool"]
 
@@ -41,7 +39,7 @@ class BlockDevice:
         check_staging_dir(self.staging_dir)
 
 
-class BlockFlash:
+class BlockFlash(ReadBackFlash):
     """Writes images to ``target`` with ``tool`` through ``runner`` (the flash host)."""
 
     def __init__(
@@ -51,30 +49,11 @@ class BlockFlash:
         self._runner = runner
         self._transfer = transfer
         self._tool = tool
+        self._staging_dir = target.staging_dir
+        self._slot = f"{tool}{target.device}"
         self._what = f"{runner.where}: {tool} to {target.device}"
 
-    async def write(self, image: Path, *, timeout: float, progress: Progress | None = None) -> ImageDigest:
-        return await staged_write(
-            image,
-            runner=self._runner,
-            transfer=self._transfer,
-            staging_dir=self._target.staging_dir,
-            slot=f"{self._tool}{self._target.device}",
-            what=self._what,
-            timeout=timeout,
-            progress=progress,
-            write=self._copy,
-            verify=lambda staged, left: self._matches(staged.digest, left),
-        )
-
-    async def verify(self, expected: ImageDigest, *, timeout: float) -> bool:
-        async with deadline(self._what, timeout) as left:
-            return await self._matches(expected, left())
-
-    async def read_version(self, *, timeout: float) -> str | None:
-        return None
-
-    async def _copy(self, path: str, timeout: float) -> None:
+    async def _write_staged(self, path: str, timeout: float) -> None:
         device = self._target.device
         if self._tool == "bmaptool":
             command = quote("bmaptool", "copy", "--nobmap", path, device)

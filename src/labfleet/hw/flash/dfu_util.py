@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from labfleet.errors import Invalid
 from labfleet.hw.commands import CommandRunner, quote
-from labfleet.hw.flash.protocol import FileTransfer, ImageDigest, Progress
-from labfleet.hw.flash.staging import DEFAULT_STAGING, check_staging_dir, sha256_in, staged_write
-from labfleet.hw.translate import deadline
+from labfleet.hw.flash.protocol import FileTransfer, ImageDigest
+from labfleet.hw.flash.staging import DEFAULT_STAGING, ReadBackFlash, check_staging_dir, sha256_in
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,39 +32,19 @@ class DfuDevice:
         check_staging_dir(self.staging_dir)
 
 
-class DfuUtilFlash:
+class DfuUtilFlash(ReadBackFlash):
     """Writes images to the DFU device ``target`` through ``runner`` (its flash host)."""
 
     def __init__(self, target: DfuDevice, runner: CommandRunner, transfer: FileTransfer) -> None:
         self._target = target
         self._runner = runner
         self._transfer = transfer
+        self._staging_dir = target.staging_dir
         self._select = ("-d", target.device, "-a", target.alt)
         self._slot = f"dfu-{target.device.replace(':', '-')}-{target.alt}"
         self._what = f"{runner.where}: dfu-util {target.device} alt {target.alt}"
 
-    async def write(self, image: Path, *, timeout: float, progress: Progress | None = None) -> ImageDigest:
-        return await staged_write(
-            image,
-            runner=self._runner,
-            transfer=self._transfer,
-            staging_dir=self._target.staging_dir,
-            slot=self._slot,
-            what=self._what,
-            timeout=timeout,
-            progress=progress,
-            write=self._download,
-            verify=lambda staged, left: self._matches(staged.digest, left),
-        )
-
-    async def verify(self, expected: ImageDigest, *, timeout: float) -> bool:
-        async with deadline(self._what, timeout) as left:
-            return await self._matches(expected, left())
-
-    async def read_version(self, *, timeout: float) -> str | None:
-        return None
-
-    async def _download(self, path: str, timeout: float) -> None:
+    async def _write_staged(self, path: str, timeout: float) -> None:
         await self._runner.run(quote("dfu-util", *self._select, "-D", path), timeout=timeout)
 
     async def _matches(self, expected: ImageDigest, timeout: float) -> bool:

@@ -112,3 +112,45 @@ async def staged_write(
         report(progress, Phase.VERIFY, size, size)
         report(progress, Phase.DONE, size, size)
     return staged.digest
+
+
+class ReadBackFlash:
+    """A driver that stages the image, runs its tool, then reads the target back to compare.
+
+    Subclasses set ``_runner``, ``_transfer``, ``_staging_dir``, ``_slot`` and ``_what``,
+    and implement ``_write_staged`` (run the tool on the staged path) and ``_matches``
+    (read the first ``size`` bytes back and compare their sha256).
+    """
+
+    _runner: CommandRunner
+    _transfer: FileTransfer
+    _staging_dir: str
+    _slot: str
+    _what: str
+
+    async def write(self, image: Path, *, timeout: float, progress: Progress | None = None) -> ImageDigest:
+        return await staged_write(
+            image,
+            runner=self._runner,
+            transfer=self._transfer,
+            staging_dir=self._staging_dir,
+            slot=self._slot,
+            what=self._what,
+            timeout=timeout,
+            progress=progress,
+            write=self._write_staged,
+            verify=lambda staged, left: self._matches(staged.digest, left),
+        )
+
+    async def verify(self, expected: ImageDigest, *, timeout: float) -> bool:
+        async with deadline(self._what, timeout) as left:
+            return await self._matches(expected, left())
+
+    async def read_version(self, *, timeout: float) -> str | None:
+        return None
+
+    async def _write_staged(self, path: str, timeout: float) -> None:
+        raise NotImplementedError
+
+    async def _matches(self, expected: ImageDigest, timeout: float) -> bool:
+        raise NotImplementedError
