@@ -108,6 +108,8 @@ class LocalSshServer:
             _, stuck = await asyncio.wait(self._commands, timeout=5)
             for task in stuck:
                 task.cancel()
+            # Let the cancelled ones kill and reap their child too (see ``_serve``).
+            await asyncio.gather(*stuck, return_exceptions=True)
         self._children.clear()
 
     def drop_connections(self) -> None:
@@ -158,6 +160,14 @@ class LocalSshServer:
         finally:
             feeding.cancel()
             self._children.discard(child.pid)
+            if child.returncode is None:
+                # Cancelled before the command ended: end it here, group and all, and reap it,
+                # so that no pipe of it is left for the garbage collector after the loop closes.
+                for kill in (os.killpg, os.kill):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(child.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.wait(), 5)
         with contextlib.suppress(*_SERVER_ERRORS):
             if status >= 0:
                 process.exit(status)
