@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 
-from labfleet.api.app import create_app
+from labfleet.api.app import build_policy, create_app
 from labfleet.api.deps import get_session
 from labfleet.config import Settings, normalize_database_url
 from labfleet.db import migrate
@@ -29,6 +29,7 @@ from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
 from labfleet.services import tokens
+from labfleet.services.events import EventBus
 from labfleet.services.validation import InputOnly
 
 BACKENDS = ("sqlite", "postgresql")
@@ -132,9 +133,13 @@ def secrets() -> SecretBox:
 
 @pytest.fixture
 async def app(session: AsyncSession, secrets: SecretBox, tmp_path: Path) -> FastAPI:
-    app = create_app(Settings(data_dir=tmp_path))
+    settings = Settings(data_dir=tmp_path, engine=False)
+    app = create_app(settings)
+    # httpx's ASGI transport runs no lifespan: what it would set up, set up here.
     app.state.secrets = secrets
     app.state.validator = InputOnly()
+    app.state.policy = build_policy(settings)
+    app.state.bus = EventBus()
 
     async def test_session() -> AsyncIterator[AsyncSession]:
         try:

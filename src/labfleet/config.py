@@ -37,6 +37,25 @@ class Settings(BaseSettings):
         description="Registration connects to each device (SSH, libvirt, console) before storing it; "
         "off, it validates the input only (imports from another inventory).",
     )
+    engine: bool = Field(
+        default=True,
+        description="Run the workers (builds, recovery, retention) here; off, serve the API only.",
+    )
+    build_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A build's lease; renewed by heartbeats."
+    )
+    build_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    build_max_attempts: int = Field(
+        default=3, ge=1, description="Runs of a build before it is failed for good."
+    )
+    build_disk_warning_gb: float = Field(default=50.0, ge=0)
+    build_disk_critical_gb: float = Field(
+        default=10.0, ge=0, description="Below this a server takes no builds."
+    )
+    max_builds: int = Field(
+        default=16, ge=1, description="Builds this process runs at once, over all servers."
+    )
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

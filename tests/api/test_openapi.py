@@ -23,6 +23,12 @@ EXPECTED = (
         ("get", "/api/v1/artifacts/{id}/download"),
         ("post", "/api/v1/artifacts/{id}/pin"),
         ("delete", "/api/v1/artifacts/{id}/pin"),
+        ("get", "/api/v1/build-jobs"),
+        ("post", "/api/v1/build-jobs"),
+        ("get", "/api/v1/build-jobs/{id}"),
+        ("post", "/api/v1/build-jobs/{id}/cancel"),
+        ("post", "/api/v1/build-jobs/{id}/retry"),
+        ("get", "/api/v1/build-jobs/{id}/logs"),
     }
 )
 

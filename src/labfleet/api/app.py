@@ -12,16 +12,31 @@ from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
 from labfleet.api import problems
-from labfleet.api.routes import artifacts, audit, statuses, tokens
+from labfleet.api.routes import artifacts, audit, builds, events, statuses, tokens
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
+from labfleet.engine import Engine, EngineSettings
 from labfleet.secretbox import SecretBox
+from labfleet.selection import Thresholds
 from labfleet.services.artifacts import open_store
+from labfleet.services.builds import BuildPolicy
 from labfleet.services.device_checks import device_checks
+from labfleet.services.events import EventBus
 from labfleet.services.validation import InputOnly, RegistrationValidator
 
 API = "/api/v1"
+
+
+def build_policy(settings: Settings) -> BuildPolicy:
+    return BuildPolicy(
+        thresholds=Thresholds(
+            disk_warning_gb=settings.build_disk_warning_gb, disk_critical_gb=settings.build_disk_critical_gb
+        ),
+        lease_seconds=settings.build_lease_seconds,
+        heartbeat_seconds=settings.build_heartbeat_seconds,
+        max_attempts=settings.build_max_attempts,
+    )
 
 
 def create_app(settings: Settings, *, validator: RegistrationValidator | None = None) -> FastAPI:
@@ -35,12 +50,30 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
             app.state.sessions = session_factory(engine)
             app.state.secrets = SecretBox.from_key_file(settings.effective_secret_key_file)
             app.state.store = open_store(settings.effective_artifact_dir)
+            app.state.policy = build_policy(settings)
+            bus = app.state.bus = EventBus()
+            stack.push_async_callback(bus.close)
+            await bus.connect(settings.effective_database_url)
             if validator is not None:
                 app.state.validator = validator
             elif settings.device_checks:
                 app.state.validator = await stack.enter_async_context(device_checks())
             else:
                 app.state.validator = InputOnly()
+            if settings.engine:
+                app.state.engine = await stack.enter_async_context(
+                    Engine(
+                        sessions=app.state.sessions,
+                        bus=bus,
+                        store=app.state.store,
+                        secrets=app.state.secrets,
+                        settings=EngineSettings(
+                            policy=app.state.policy,
+                            max_builds=settings.max_builds,
+                            retention_interval_s=settings.retention_interval_seconds,
+                        ),
+                    )
+                )
             # Everything made so far (modules, app, engine) lives as long as the process:
             # keep it out of the cyclic collector's full passes, which otherwise stall
             # requests for tens of milliseconds.
@@ -74,6 +107,8 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         build_servers_router,
         hosts_router,
         boards_router,
+        builds.router,
+        events.router,
         artifacts.router,
         tokens.router,
         audit.router,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from labfleet.db.models import Artifact, Board, BuildServer, Host
+from labfleet.db.models import Artifact, Board, BuildJob, BuildServer, Host
 from labfleet.db.models.tokens import ApiToken
 from labfleet.schemas.artifacts import ArtifactOut, ArtifactType
 from labfleet.schemas.boards import BoardHealthOut, BoardOut, BoardSshOut, WiringOut
 from labfleet.schemas.build_servers import BuildServerOut, ToolchainOut
+from labfleet.schemas.builds import BuildJobOut
 from labfleet.schemas.common import StatusOut
 from labfleet.schemas.hosts import HostOut
 from labfleet.schemas.ssh import SshOut
@@ -157,4 +159,48 @@ def artifact(a: Artifact, base: str) -> ArtifactOut:
         pinned=a.pinned,
         created_at=a.created_at,
         download_url=f"{url}/download",
+    )
+
+
+def build_job(
+    j: BuildJob,
+    base: str,
+    *,
+    servers: dict[int, str],
+    estimated_start: datetime | None = None,
+    explain: bool = False,
+) -> BuildJobOut:
+    ref = j.branch or (j.requested_commit or "")[:12]
+    return BuildJobOut(
+        id=j.id,
+        url=f"{base}/build-jobs/{j.id}",
+        display=f"#{j.id} {j.architecture} {ref}",
+        repository_url=j.repository_url,
+        branch=j.branch,
+        requested_commit=j.requested_commit,
+        resolved_commit=j.resolved_commit,
+        architecture=j.architecture,
+        command=j.command,
+        defconfig=j.defconfig,
+        make_target=j.make_target,
+        artifact_specs=j.artifact_specs,
+        server_choice=j.server_choice,
+        build_server_id=j.build_server_id,
+        build_server=servers.get(j.build_server_id) if j.build_server_id is not None else None,
+        priority=j.priority,
+        status=_status(j.status_choice),
+        attempt=j.attempt,
+        retry_of_id=j.retry_of_id,
+        submitted_by=j.submitted_by,
+        team=j.team,
+        timeout_s=j.timeout_s,
+        queued_at=j.queued_at,
+        started_at=j.started_at,
+        finished_at=j.finished_at,
+        estimated_start_at=estimated_start,
+        failure_reason=j.failure_reason,
+        cancel_requested_at=j.cancel_requested_at,
+        log_size=j.log_size,
+        logs_url=f"{base}/build-jobs/{j.id}/logs",
+        decision=j.decision if explain else None,
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labfleet.hw.commands import CommandResult
-from labfleet.hw.ssh_exec import Output, RemoteProcess
+from labfleet.hw.ssh_exec import Output, RemoteProcess, kill_command
 from labfleet.hw.ssh_pool import SshPool
 from labfleet.hw.ssh_sftp import get_file, put_file
 from labfleet.hw.ssh_target import Connector, SshSettings, SshTarget, fingerprint, open_connection
@@ -64,6 +64,13 @@ class SshRunner:
     def stream(self, command: str, *, timeout: float) -> RemoteProcess:
         """``command`` as an async context manager that yields its output as it comes."""
         return RemoteProcess(pool=self._pool, target=self.target, command=command, timeout=timeout)
+
+    async def kill_group(self, group: str, *, timeout: float) -> None:
+        """Kills a process group a ``RemoteProcess`` announced (``process_group()``), if it still runs."""
+        pgid, _, start_time = group.partition(" ")
+        if not pgid.isdigit() or int(pgid) < 2 or not start_time:
+            raise ValueError(f"not a process group as announced: {group!r}")
+        await self.run(kill_command(pgid=int(pgid), start_time=start_time), timeout=timeout, check=False)
 
     async def put(self, *, local: Path, remote: str, timeout: float) -> str:
         """Copies a local file to the machine; returns its SHA-256, checked on the machine."""

@@ -154,6 +154,7 @@ class RemoteProcess:
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
         self._pgid: int | None = None
         self._start_time = "-"
+        self._announced = asyncio.Event()
         self._killed = False
         self._queue: asyncio.Queue[Output | DeviceError | _Eof] = asyncio.Queue(_QUEUE_CHUNKS)
         self._pumps: list[asyncio.Task[None]] = []
@@ -226,6 +227,19 @@ class RemoteProcess:
             await self._finish()
         raise StopAsyncIteration
 
+    async def process_group(self) -> str | None:
+        """``"<pgid> <start time>"`` of the running command, once announced (None if it never is).
+
+        Keep it to kill the group later from another connection (``SshRunner.kill_group``),
+        e.g. after this process died and a new one takes over the work.
+        """
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                await self._announced.wait()
+        except TimeoutError:
+            return None
+        return None if self._pgid is None else f"{self._pgid} {self._start_time}"
+
     async def wait(self) -> CommandResult:
         """Reads the output to the end and returns it with the exit status."""
         stdout: list[str] = []
@@ -268,6 +282,8 @@ class RemoteProcess:
         except DeviceError as exc:
             await self._queue.put(exc)
         finally:
+            if stream == "stdout":
+                self._announced.set()
             await self._queue.put(_EOF)
 
     def _find_marker(self, data: bytes) -> tuple[bytes | None, bytes]:
@@ -276,9 +292,11 @@ class RemoteProcess:
         if found is not None:
             self._pgid = int(found.group(1))
             self._start_time = found.group(2).decode("ascii", "replace")
+            self._announced.set()
             return None, data[: found.start()] + data[found.end() :]
         if len(data) > _MARKER_SEARCH_LIMIT:
             log.warning("%s: `%s` did not announce its process group", self.where, self.command)
+            self._announced.set()
             return None, data
         return data, b""
 

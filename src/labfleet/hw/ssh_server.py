@@ -48,8 +48,11 @@ class LocalSshServer:
         port: int = 0,
         new_session: bool = True,
         login_output: str = "",
+        home: str | None = None,
     ) -> None:
         self.host = host
+        # The login directory: where commands start and relative SFTP paths lead (as under sshd).
+        self.home = home
         self.port = port
         self.private_host_key = host_key or new_private_key()
         self.host_key = public_key_of(private_key=self.private_host_key)
@@ -85,13 +88,16 @@ class LocalSshServer:
                 else None
             ),
             process_factory=self._run,
-            sftp_factory=True,
+            sftp_factory=self._sftp,
             encoding=None,
             config=None,
             # The listening socket of a stopped server may linger in TIME_WAIT.
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
+        return _HomeSftp(chan, self.home)
 
     async def stop(self) -> None:
         """Stops listening, drops every connection and kills what its commands left running."""
@@ -135,6 +141,7 @@ class LocalSshServer:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=self._new_session,
+            cwd=self.home,
         )
         # Without a new session the command's wrapper makes its own group, led by this pid.
         self._children.add(child.pid)
@@ -209,6 +216,19 @@ class LocalSshServer:
                 # The channel is gone and, as under sshd, nothing tells the command: it
                 # runs on until it ends or is killed. Its output is dropped.
                 connected = False
+
+
+class _HomeSftp(asyncssh.SFTPServer):
+    """SFTP over the local file system, relative paths taken from the login directory."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], home: str | None) -> None:
+        super().__init__(chan)
+        self._home = os.fsencode(home) if home else None
+
+    def map_path(self, path: bytes) -> bytes:
+        if self._home is not None and not path.startswith(b"/"):
+            return os.path.join(self._home, path)
+        return path
 
 
 class _Server(asyncssh.SSHServer):

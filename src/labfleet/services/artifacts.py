@@ -63,12 +63,35 @@ async def store_artifact(
     name: str,
     type: ArtifactType,
     actor: Actor,
+    expected: str | None = None,
 ) -> Artifact:
     """Put the file's bytes in the store (once per content), then record what they are."""
-    blob = await store.put_file(path)
-    artifact = Artifact(
+    blob = await store.put_file(path, expected=expected)
+    return await record_artifact(
+        session=session,
+        build_job=build_job,
         sha256=blob.sha256,
         size=blob.size,
+        name=name,
+        type=type,
+        actor=actor,
+    )
+
+
+async def record_artifact(
+    *,
+    session: AsyncSession,
+    build_job: BuildJob,
+    sha256: str,
+    size: int,
+    name: str,
+    type: ArtifactType | str,
+    actor: Actor,
+) -> Artifact:
+    """Record an artifact whose bytes the store already holds (``put_file`` returned them)."""
+    artifact = Artifact(
+        sha256=sha256,
+        size=size,
         name=name,
         type=ArtifactType(type).value,
         build_job_id=build_job.id,

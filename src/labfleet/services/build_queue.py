@@ -17,8 +17,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
-from labfleet.db.models import BuildJob
+from labfleet.db.models import BuildJob, BuildServer
 from labfleet.db.repositories import build_queue as repo
+from labfleet.db.repositories import builds as builds_repo
 from labfleet.errors import Conflict
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -100,3 +101,86 @@ async def recover_expired(
 ) -> list[tuple[int, str]]:
     """Requeue (or, past ``max_attempts``, fail) every running job whose lease expired, with the reason."""
     return await repo.recover_expired(session, now=now or utcnow(), max_attempts=max_attempts)
+
+
+# -- what the build worker does with the jobs it holds
+
+
+async def servers(*, session: AsyncSession) -> list[builds_repo.ServerRow]:
+    return await builds_repo.servers(session)
+
+
+async def claim_for_server(
+    *,
+    session: AsyncSession,
+    server_id: int,
+    architectures: Collection[str],
+    worker: str,
+    lease_seconds: float,
+    disk_critical_gb: float,
+    now: datetime | None = None,
+) -> BuildJob | None:
+    """The next job for a free slot of the server, placed on it; None when it has no free slot or
+    nothing it can run is queued (see ``claim_for_server`` in the repository)."""
+    return await repo.claim_for_server(
+        session,
+        server_id=server_id,
+        architectures=architectures,
+        worker=worker,
+        lease_seconds=lease_seconds,
+        now=now or utcnow(),
+        disk_critical_gb=disk_critical_gb,
+    )
+
+
+async def beat(
+    *, session: AsyncSession, job_id: int, worker: str, lease_seconds: float, now: datetime | None = None
+) -> tuple[bool, bool]:
+    """Heartbeat: (still held, cancel requested)."""
+    return await repo.beat(
+        session, job_id=job_id, worker=worker, lease_seconds=lease_seconds, now=now or utcnow()
+    )
+
+
+async def set_remote(
+    *, session: AsyncSession, job_id: int, worker: str, workspace: str | None, group: str | None
+) -> bool:
+    return await repo.set_remote(
+        session, job_id=job_id, worker=worker, workspace=workspace, remote_group=group
+    )
+
+
+async def set_commit(*, session: AsyncSession, job_id: int, worker: str, commit: str) -> bool:
+    return await repo.set_resolved_commit(session, job_id=job_id, worker=worker, commit=commit)
+
+
+async def finish_held(
+    *, session: AsyncSession, job_id: int, worker: str, status: str, failure_reason: str | None = None
+) -> bool:
+    """Like ``finish``, but False instead of ``Conflict`` when the lease is gone."""
+    return await repo.finish(
+        session, job_id=job_id, worker=worker, status=status, failure_reason=failure_reason, now=utcnow()
+    )
+
+
+async def release_held(*, session: AsyncSession, job_id: int, worker: str, reason: str) -> bool:
+    return await repo.release(session, job_id=job_id, worker=worker, now=utcnow(), reason=reason)
+
+
+async def job(*, session: AsyncSession, job_id: int) -> BuildJob | None:
+    return await builds_repo.get(session, job_id, refresh=True)
+
+
+async def server_and_toolchains(
+    *, session: AsyncSession, server_id: int | None, architecture: str
+) -> tuple[BuildServer, list[tuple[str, str, str]]] | None:
+    server = await builds_repo.server(session, server_id) if server_id is not None else None
+    if server is None:
+        return None
+    chains = await builds_repo.toolchains(session, server.id, architecture)
+    return server, [(t.compiler, t.target_triplet, t.path) for t in chains]
+
+
+async def note_unheld(*, session: AsyncSession, job_id: int, line: str) -> None:
+    """A line from labfleet in the log of a job nobody holds (recovered, requeued)."""
+    await builds_repo.append_log_unheld(session, job_id=job_id, data=f"labfleet: {line}\n".encode())

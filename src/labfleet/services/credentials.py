@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labfleet.hw.ssh import SshTarget
 from labfleet.schemas.ssh import SshIn, SshUpdate
 from labfleet.secretbox import SecretBox
 
@@ -36,3 +37,16 @@ def update_ssh(box: SecretBox, machine: Any, ssh: SshUpdate) -> None:
     machine.ssh_port = ssh.port or machine.ssh_port
     machine.ssh_user = ssh.username or machine.ssh_user
     machine.ssh_secret = reseal(box, machine.ssh_secret, private_key=ssh.private_key, password=ssh.password)
+
+
+def ssh_target(box: SecretBox, machine: Any, *, address: str | None = None) -> SshTarget:
+    """How to log in to a stored machine: its sealed credentials opened, its host key pinned."""
+    secret: dict[str, Any] = box.open(machine.ssh_secret) if machine.ssh_secret else {}
+    return SshTarget(
+        host=address or machine.address,
+        port=machine.ssh_port,
+        username=machine.ssh_user,
+        private_key=secret.get("private_key"),
+        password=secret.get("password"),
+        host_key=machine.ssh_host_key,
+    )

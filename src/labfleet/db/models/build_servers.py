@@ -28,6 +28,9 @@ class BuildServer(SshEndpoint, Timestamps, Base):
     disk_free_gb: Mapped[float | None] = mapped_column(default=None)
     load_1m: Mapped[float | None] = mapped_column(default=None)
     checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Failed health checks in a row; at the configured limit the server goes offline (R2.3).
+    check_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_check_error: Mapped[str | None] = mapped_column(default=None)
 
     status_choice: Mapped[BuildServerStatusChoice] = relationship(lazy="joined")
     labels: Mapped[list[BuildServerLabel]] = relationship(

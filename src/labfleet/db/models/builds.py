@@ -56,6 +56,14 @@ class BuildJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     failure_reason: Mapped[str | None] = mapped_column(default=None)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    timeout_s: Mapped[int] = mapped_column(default=3600, server_default="3600")
+    # A cancel asked for while the job runs: the worker holding it stops the remote command.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    # Where the current attempt runs on the server, and its process group ("<pgid> <start>"),
+    # so that a later attempt can clean up after a worker that died mid-build.
+    workspace: Mapped[str | None] = mapped_column(String(1024), default=None)
+    remote_group: Mapped[str | None] = mapped_column(String(64), default=None)
 
     status_choice: Mapped[BuildJobStatusChoice] = relationship(lazy="joined")
 
@@ -66,6 +74,8 @@ class BuildJob(Base):
         Index("ix_build_jobs_lease_expiry", "status", "lease_expires_at"),
         # ``latest``: the newest succeeded build of a branch and architecture.
         Index(None, "repository_url", "branch", "architecture", "status"),
+        # Counting a server's running builds when a worker claims a slot on it.
+        Index("ix_build_jobs_server_status", "build_server_id", "status"),
     )
 
 

@@ -34,12 +34,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import BuildJob
+from labfleet.db.models import BuildJob, BuildServer
 from labfleet.db.models.builds import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 
 # The outcomes ``recover_expired`` reports for each job it touched.
 REQUEUED = "requeued"
 FAILED_OUTCOME = "failed"
+CANCELLED_OUTCOME = "cancelled"
 
 # The statuses a holder may finish a job with.
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
@@ -203,6 +204,20 @@ async def recover_expired(
     who = literal("lease expired: worker ") + func.coalesce(BuildJob.lease_owner, "?")
     cleared: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
+    cancel = (
+        update(BuildJob)
+        .where(expired, BuildJob.cancel_requested_at.is_not(None))
+        .values(
+            status=CANCELLED,
+            finished_at=now,
+            failure_reason=who + literal(" stopped heartbeating; the cancel requested stands"),
+            **cleared,
+        )
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    cancelled: Sequence[int] = (await session.execute(cancel)).scalars().all()
+
     fail = (
         update(BuildJob)
         .where(expired, BuildJob.attempt >= max_attempts)
@@ -231,4 +246,152 @@ async def recover_expired(
     )
     requeued: Sequence[int] = (await session.execute(requeue)).scalars().all()
 
+    return sorted(
+        [(i, REQUEUED) for i in requeued]
+        + [(i, FAILED_OUTCOME) for i in failed]
+        + [(i, CANCELLED_OUTCOME) for i in cancelled]
+    )
+
+
+# -- claims bound to a build server's slots
+
+
+async def claim_for_server(
+    session: AsyncSession,
+    *,
+    server_id: int,
+    architectures: Collection[str],
+    worker: str,
+    lease_seconds: float,
+    now: datetime,
+    disk_critical_gb: float,
+) -> BuildJob | None:
+    """Claim the next job for a free slot of one build server, or None.
+
+    The server's row is written first: on PostgreSQL that locks it, so claims on one server
+    queue up behind each other and never exceed ``max_concurrent_builds``; on SQLite it takes
+    the write lock before anything is read. Then, if the server takes builds (online or
+    degraded, not below the critical disk threshold) and has a free slot, the best queued
+    job it may run is taken: one placed on it, or an ``auto`` one whose architecture it has
+    a toolchain for. The job is then placed on it.
+    """
+    takes_builds = (
+        update(BuildServer)
+        .where(
+            BuildServer.id == server_id,
+            BuildServer.status.in_(("online", "degraded")),
+            or_(BuildServer.disk_free_gb.is_(None), BuildServer.disk_free_gb >= disk_critical_gb),
+        )
+        .values(check_failures=BuildServer.check_failures)
+        .returning(BuildServer.max_concurrent_builds)
+        .execution_options(**_NO_SYNC)
+    )
+    slots = (await session.execute(takes_builds)).scalar_one_or_none()
+    if slots is None:
+        return None
+    running = await session.scalar(
+        select(func.count()).where(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
+    )
+    if (running or 0) >= slots:
+        return None
+    mine = BuildJob.build_server_id == server_id
+    portable = and_(BuildJob.server_choice == "auto", BuildJob.architecture.in_(list(architectures)))
+    eligible = [BuildJob.status == QUEUED, BuildJob.cancel_requested_at.is_(None), or_(mine, portable)]
+    order = (BuildJob.priority.desc(), BuildJob.queued_at, BuildJob.id)
+    values = {
+        **_claim_values(worker=worker, lease_seconds=lease_seconds, now=now),
+        "build_server_id": server_id,
+    }
+    pick = select(BuildJob.id).where(*eligible).order_by(*order).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+        job_id = (await session.execute(pick)).scalar_one_or_none()
+        if job_id is None:
+            return None
+        target: Any = job_id
+    else:
+        target = pick.scalar_subquery()
+    stmt = (
+        update(BuildJob)
+        .where(BuildJob.id == target, BuildJob.status == QUEUED)
+        .values(values)
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    claimed = (await session.execute(stmt)).scalar_one_or_none()
+    return None if claimed is None else await _load(session, claimed)
+
+
+async def beat(
+    session: AsyncSession, *, job_id: int, worker: str, lease_seconds: float, now: datetime
+) -> tuple[bool, bool]:
+    """Heartbeat: (still held, cancel requested). A lost lease means: stop, record nothing."""
+    stmt = (
+        update(BuildJob)
+        .where(*_held(job_id, worker), BuildJob.lease_expires_at >= now)
+        .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(BuildJob.cancel_requested_at)
+        .execution_options(**_NO_SYNC)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return False, False
+    return True, row[0] is not None
+
+
+async def set_remote(
+    session: AsyncSession, *, job_id: int, worker: str, workspace: str | None, remote_group: str | None
+) -> bool:
+    """Record where the held job runs on its server, for cleanup after a crash."""
+    stmt = (
+        update(BuildJob)
+        .where(*_held(job_id, worker))
+        .values(workspace=workspace, remote_group=remote_group)
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def set_resolved_commit(session: AsyncSession, *, job_id: int, worker: str, commit: str) -> bool:
+    stmt = (
+        update(BuildJob)
+        .where(*_held(job_id, worker))
+        .values(resolved_commit=commit)
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def requeue_server(
+    session: AsyncSession, *, server_id: int, reason: str, max_attempts: int, now: datetime
+) -> list[tuple[int, str]]:
+    """The running jobs of a server that went offline: requeued, or failed past ``max_attempts``.
+
+    Their holders lose their leases, so whatever they do next records nothing.
+    """
+    running = and_(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
+    cleared: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    fail = (
+        update(BuildJob)
+        .where(running, or_(BuildJob.attempt >= max_attempts, BuildJob.cancel_requested_at.is_not(None)))
+        .values(
+            status=case((BuildJob.cancel_requested_at.is_not(None), CANCELLED), else_=FAILED),
+            finished_at=now,
+            failure_reason=reason,
+            **cleared,
+        )
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    failed: Sequence[int] = (await session.execute(fail)).scalars().all()
+    requeue = (
+        update(BuildJob)
+        .where(running, BuildJob.attempt < max_attempts)
+        .values(status=QUEUED, heartbeat_at=None, failure_reason=reason + "; requeued", **cleared)
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    requeued: Sequence[int] = (await session.execute(requeue)).scalars().all()
     return sorted([(i, REQUEUED) for i in requeued] + [(i, FAILED_OUTCOME) for i in failed])

@@ -1,0 +1,455 @@
+"""The build worker: claims queued builds for free server slots and runs them under a lease.
+
+One worker per ``labfleet serve`` process. It claims a job for a free slot of a server
+(``claim_for_server``: the server's row is locked, so processes never overfill a server),
+runs it (``BuildRun``), heartbeats while it runs and stops it when its lease is lost or a
+cancel is asked for. It also recovers other workers' expired leases, so a process killed
+mid-build loses nothing: its jobs are requeued (or failed once out of attempts).
+
+What the worker does with how a run ended:
+
+- success: artifacts into the store (checked against the SHA-256 measured on the server),
+  then, in one transaction, the job finished as ``succeeded`` and the artifact rows;
+- ``BuildFailed`` (the build itself failed): ``failed`` with the reason;
+- a device error (server unreachable, SSH broke): requeued for another attempt, maybe on
+  another server, or ``failed`` once ``max_attempts`` are used;
+- a cancel asked for: the remote process group killed, ``cancelled``;
+- the lease lost (recovered by another process, server taken offline): nothing is recorded;
+- the worker stopping: the remote group killed, the job requeued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from labfleet.db.models import BuildJob
+from labfleet.db.models.builds import CANCELLED, FAILED, SUCCEEDED
+from labfleet.errors import DeviceError
+from labfleet.schemas.auth import SYSTEM
+from labfleet.secretbox import SecretBox
+from labfleet.services import artifacts, build_queue, builds, credentials
+from labfleet.services.artifacts import Store as ArtifactStore
+from labfleet.services.build_logs import JobLog, LeaseLost
+from labfleet.services.build_queue import worker_id
+from labfleet.services.build_runner import (
+    BuildFailed,
+    BuildPlan,
+    BuildResult,
+    BuildRun,
+    SshPool,
+    choose_toolchain,
+)
+from labfleet.services.events import EventBus, Subscription
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class _Stop(Exception):
+    """Why a run was stopped from outside: a cancel, a lost lease, the worker stopping."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass
+class _Running:
+    job: BuildJob
+    task: asyncio.Task[None]
+    wake: asyncio.Event
+    stop: _Stop | None = None
+
+
+class _Tracker:
+    def __init__(self, sessions: Sessions, job_id: int, worker: str) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._worker = worker
+
+    async def remote(self, workspace: str | None, group: str | None) -> None:
+        async with self._sessions() as session:
+            await build_queue.set_remote(
+                session=session, job_id=self._job_id, worker=self._worker, workspace=workspace, group=group
+            )
+            await session.commit()
+
+    async def commit(self, commit: str) -> None:
+        async with self._sessions() as session:
+            await build_queue.set_commit(
+                session=session, job_id=self._job_id, worker=self._worker, commit=commit
+            )
+            await session.commit()
+
+
+class BuildWorker:
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        bus: EventBus,
+        store: ArtifactStore,
+        secrets: SecretBox,
+        pool: SshPool,
+        policy: builds.BuildPolicy,
+        max_builds: int = 16,
+        poll_seconds: float = 2.0,
+        scratch: Path | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or worker_id()
+        self._sessions = sessions
+        self._bus = bus
+        self._store = store
+        self._secrets = secrets
+        self._pool = pool
+        self._policy = policy
+        self._max_builds = max_builds
+        self._poll = poll_seconds
+        self._scratch = scratch
+        self._running: dict[int, _Running] = {}
+        self._wake = asyncio.Event()
+        self._recovered_at = 0.0
+
+    # -- the loop
+
+    async def run(self) -> None:
+        """Claim and run builds until cancelled; then stop what runs and requeue it."""
+        sub = self._bus.subscribe([builds.TOPIC_ALL])
+        try:
+            while True:
+                await self._recover_if_due()
+                await self._claim_all()
+                await self._sleep(sub)
+        finally:
+            sub.close()
+            await self._stop_all()
+
+    async def _sleep(self, sub: Subscription) -> None:
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self._wake.wait())
+        getter = asyncio.ensure_future(sub.get(timeout=self._poll))
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, getter}, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter in done and (event := getter.result()) is not None:
+                self._on_event(event.data)
+                # Take whatever else is waiting, so a burst of submissions is one claim round.
+                while (more := await sub.get(timeout=0)) is not None:
+                    self._on_event(more.data)
+        finally:
+            for t in (waiter, getter):
+                t.cancel()
+            await asyncio.gather(waiter, getter, return_exceptions=True)
+
+    def _on_event(self, data: dict[str, object]) -> None:
+        job_id = data.get("job")
+        running = self._running.get(job_id) if isinstance(job_id, int) else None
+        if running is not None and data.get("cancel_requested"):
+            running.wake.set()  # its heartbeat looks now, and sees the cancel
+
+    async def _recover_if_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._recovered_at < max(self._policy.lease_seconds / 4, 0.5):
+            return
+        self._recovered_at = loop.time()
+        try:
+            await recover(sessions=self._sessions, bus=self._bus, max_attempts=self._policy.max_attempts)
+        except Exception:
+            log.exception("recovering expired build leases failed; retrying later")
+
+    async def _claim_all(self) -> None:
+        if len(self._running) >= self._max_builds:
+            return
+        try:
+            async with self._sessions() as session:
+                rows = await build_queue.servers(session=session)
+        except Exception:
+            log.exception("could not read the build servers")
+            return
+        critical = self._policy.thresholds.disk_critical_gb
+        for row in rows:
+            server = row.server
+            if server.status not in ("online", "degraded") or not row.architectures:
+                continue
+            free = server.max_concurrent_builds - row.running
+            while free > 0 and len(self._running) < self._max_builds:
+                try:
+                    async with self._sessions() as session:
+                        job = await build_queue.claim_for_server(
+                            session=session,
+                            server_id=server.id,
+                            architectures=row.architectures,
+                            worker=self.name,
+                            lease_seconds=self._policy.lease_seconds,
+                            disk_critical_gb=critical,
+                        )
+                        await session.commit()
+                except Exception:
+                    log.exception("claiming a build for %s failed", server.hostname)
+                    break
+                if job is None:
+                    break
+                free -= 1
+                self._start(job)
+
+    def _start(self, job: BuildJob) -> None:
+        wake = asyncio.Event()
+        task = asyncio.create_task(self._execute(job, wake), name=f"build-{job.id}")
+        self._running[job.id] = _Running(job=job, task=task, wake=wake)
+        task.add_done_callback(lambda _: self._finished(job.id))
+
+    def _finished(self, job_id: int) -> None:
+        self._running.pop(job_id, None)
+        self._wake.set()
+
+    async def _stop_all(self) -> None:
+        for running in self._running.values():
+            running.stop = _Stop("shutdown", f"labfleet worker {self.name} stopped; requeued")
+            running.task.cancel()
+        tasks = [r.task for r in self._running.values()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one job
+
+    async def _execute(self, job: BuildJob, wake: asyncio.Event) -> None:
+        joblog = JobLog(
+            sessions=self._sessions, bus=self._bus, job_id=job.id, worker=self.name, offset=job.log_size
+        )
+        flusher = asyncio.create_task(joblog.run(), name=f"build-{job.id}-log")
+        scratch = Path(tempfile.mkdtemp(prefix=f"labfleet-build-{job.id}-", dir=self._scratch))
+        self._announce(job)
+        try:
+            outcome = await self._attempt(job, joblog, wake, scratch)
+            await self._conclude(job, joblog, outcome)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+        except Exception:
+            log.exception("build job %s: the worker failed", job.id)
+            with contextlib.suppress(Exception):
+                await self._end(job, joblog, FAILED, "labfleet failed while running the build (see its logs)")
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost, Exception):
+                await flusher
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(Exception):
+                await self._announce_fresh(job.id)
+
+    async def _attempt(
+        self, job: BuildJob, joblog: JobLog, wake: asyncio.Event, scratch: Path
+    ) -> BuildResult | BaseException:
+        """Run the build beside its heartbeat; returns the result or what ended it."""
+        run_task = asyncio.create_task(self._build(job, joblog, scratch), name=f"build-{job.id}-run")
+        beat_task = asyncio.create_task(self._heartbeat(job, wake, run_task), name=f"build-{job.id}-beat")
+        try:
+            return await run_task
+        except asyncio.CancelledError:
+            running = self._running.get(job.id)
+            stop = running.stop if running is not None else None
+            if stop is None:
+                current = asyncio.current_task()
+                if current is None or not current.cancelling():
+                    raise
+                # The worker itself is being cancelled (engine stopping).
+                stop = _Stop("shutdown", f"labfleet worker {self.name} stopped; requeued")
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                current.uncancel()  # handled: the job is concluded below, not abandoned
+            # Let the cancelled run finish its clean-up (it kills the remote group first).
+            with contextlib.suppress(BaseException):
+                await run_task
+            return stop
+        except BaseException as exc:
+            return exc
+        finally:
+            beat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat_task
+
+    async def _build(self, job: BuildJob, joblog: JobLog, scratch: Path) -> BuildResult:
+        async with self._sessions() as session:
+            found = await build_queue.server_and_toolchains(
+                session=session, server_id=job.build_server_id, architecture=job.architecture
+            )
+        if found is None:
+            raise BuildFailed("its build server was removed")
+        server, chains = found
+        target = credentials.ssh_target(self._secrets, server)
+        hostname = server.hostname
+        plan = BuildPlan(
+            job_id=job.id,
+            attempt=job.attempt,
+            repository_url=job.repository_url,
+            branch=job.branch,
+            commit=job.requested_commit,
+            command=job.command,
+            defconfig=job.defconfig,
+            make_target=job.make_target,
+            artifacts=list(job.artifact_specs),
+            timeout_s=float(job.timeout_s),
+            toolchain=choose_toolchain(job.architecture, chains),
+            previous_workspace=job.workspace,
+            previous_group=job.remote_group,
+        )
+        joblog.note(f"attempt {job.attempt} of build job {job.id} on {hostname}, worker {self.name}")
+        run = BuildRun(
+            pool=self._pool,
+            target=target,
+            plan=plan,
+            log=joblog,
+            scratch=scratch,
+            tracker=_Tracker(self._sessions, job.id, self.name),
+        )
+        return await run.run()
+
+    async def _heartbeat(
+        self, job: BuildJob, wake: asyncio.Event, run_task: asyncio.Task[BuildResult]
+    ) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._policy.heartbeat_seconds):
+                    await wake.wait()
+            wake.clear()
+            try:
+                async with self._sessions() as session:
+                    held, cancel = await build_queue.beat(
+                        session=session,
+                        job_id=job.id,
+                        worker=self.name,
+                        lease_seconds=self._policy.lease_seconds,
+                    )
+                    await session.commit()
+            except Exception as exc:  # the database is away: keep building, retry the beat
+                log.warning("build job %s: heartbeat failed: %s", job.id, exc)
+                continue
+            stop = None
+            if not held:
+                stop = _Stop("lost", f"worker {self.name} lost the lease")
+            elif cancel:
+                async with self._sessions() as session:
+                    fresh = await build_queue.job(session=session, job_id=job.id)
+                by = fresh.cancel_requested_by if fresh is not None else None
+                stop = _Stop("cancel", f"cancelled by {by or 'request'}")
+            if stop is not None:
+                running = self._running.get(job.id)
+                if running is not None:
+                    running.stop = stop
+                run_task.cancel()
+                return
+
+    async def _conclude(self, job: BuildJob, joblog: JobLog, outcome: BuildResult | BaseException) -> None:
+        if isinstance(outcome, BuildResult):
+            await self._succeed(job, joblog, outcome)
+        elif isinstance(outcome, _Stop):
+            if outcome.kind == "cancel":
+                joblog.note(f"{outcome.reason}: the remote process group was killed")
+                await self._end(job, joblog, CANCELLED, outcome.reason)
+            elif outcome.kind == "shutdown":
+                joblog.note(outcome.reason)
+                await self._requeue(job, joblog, outcome.reason)
+            else:
+                log.warning("build job %s: %s; leaving it to its new holder", job.id, outcome.reason)
+        elif isinstance(outcome, LeaseLost):
+            raise outcome
+        elif isinstance(outcome, BuildFailed):
+            joblog.note(f"failed: {outcome.message}")
+            await self._end(job, joblog, FAILED, outcome.message)
+        elif isinstance(outcome, DeviceError):
+            reason = f"the build server could not be used: {outcome.message}"
+            joblog.note(reason)
+            if job.attempt >= self._policy.max_attempts:
+                await self._end(
+                    job, joblog, FAILED, f"{reason}; all {self._policy.max_attempts} attempts used"
+                )
+            else:
+                await self._requeue(job, joblog, reason)
+        elif isinstance(outcome, Exception):
+            log.error("build job %s failed unexpectedly", job.id, exc_info=outcome)
+            joblog.note(f"labfleet failed while running the build: {outcome}")
+            await self._end(job, joblog, FAILED, f"labfleet failed while running the build: {outcome}")
+        else:
+            raise outcome
+
+    async def _succeed(self, job: BuildJob, joblog: JobLog, result: BuildResult) -> None:
+        blobs = []
+        for f in result.files:
+            blobs.append((f, await self._store.put_file(f.path, expected=f.sha256)))
+        joblog.note(f"succeeded: {len(blobs)} artifact(s) stored")
+        await joblog.flush()
+        async with self._sessions() as session:
+            done = await build_queue.finish_held(
+                session=session, job_id=job.id, worker=self.name, status=SUCCEEDED
+            )
+            if not done:
+                raise LeaseLost(f"build job {job.id}: lost the lease before recording its success")
+            fresh = await build_queue.job(session=session, job_id=job.id)
+            assert fresh is not None
+            for f, blob in blobs:
+                await artifacts.record_artifact(
+                    session=session,
+                    build_job=fresh,
+                    sha256=blob.sha256,
+                    size=blob.size,
+                    name=f.name,
+                    type=f.type,
+                    actor=SYSTEM,
+                )
+            await session.commit()
+
+    async def _end(self, job: BuildJob, joblog: JobLog, status: str, reason: str) -> None:
+        await joblog.flush()
+        async with self._sessions() as session:
+            if not await build_queue.finish_held(
+                session=session, job_id=job.id, worker=self.name, status=status, failure_reason=reason
+            ):
+                raise LeaseLost(f"build job {job.id}: lost the lease before recording {status}")
+            await session.commit()
+
+    async def _requeue(self, job: BuildJob, joblog: JobLog, reason: str) -> None:
+        await joblog.flush()
+        async with self._sessions() as session:
+            await build_queue.release_held(session=session, job_id=job.id, worker=self.name, reason=reason)
+            await session.commit()
+
+    def _announce(self, job: BuildJob) -> None:
+        builds.announce(self._bus, job)
+
+    async def _announce_fresh(self, job_id: int) -> None:
+        async with self._sessions() as session:
+            job = await build_queue.job(session=session, job_id=job_id)
+        if job is not None:
+            builds.announce(self._bus, job)
+
+
+async def recover(*, sessions: Sessions, bus: EventBus, max_attempts: int) -> list[tuple[int, str]]:
+    """Requeue or fail the running jobs whose worker stopped heartbeating, saying so in their logs."""
+    async with sessions() as session:
+        touched = await build_queue.recover_expired(session=session, max_attempts=max_attempts)
+        for job_id, outcome in touched:
+            job = await build_queue.job(session=session, job_id=job_id)
+            reason = job.failure_reason if job is not None else None
+            await build_queue.note_unheld(
+                session=session, job_id=job_id, line=f"{reason or 'lease expired'} ({outcome})"
+            )
+        await session.commit()
+    for job_id, _ in touched:
+        async with sessions() as session:
+            job = await build_queue.job(session=session, job_id=job_id)
+        if job is not None:
+            builds.announce(bus, job)
+    if touched:
+        log.warning("recovered build jobs whose worker stopped: %s", touched)
+    return touched

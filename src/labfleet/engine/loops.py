@@ -1,0 +1,24 @@
+"""Running a coroutine every so often, logging (not dying of) its failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def every(
+    seconds: float, what: str, step: Callable[[], Awaitable[object]], *, first: float = 0.0
+) -> None:
+    """Call ``step`` after ``first`` seconds, then every ``seconds``, until cancelled."""
+    await asyncio.sleep(first)
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; trying again in %g s", what, seconds)
+        await asyncio.sleep(seconds)

@@ -1,0 +1,178 @@
+"""A build's log: written by the worker that holds the job, read back by byte offset, followed live.
+
+The worker publishes each piece of output on the event bus the moment it arrives, with its
+byte offset, and stores it in the database a little later, in chunks (every
+``flush_interval`` or ``flush_bytes``). A follower subscribes first, then reads what is
+stored from its offset, then takes live events, skipping what it has and reading the
+store again to fill any gap: so it misses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from labfleet.db.models.builds import QUEUED, RUNNING
+from labfleet.db.repositories import builds as repo
+from labfleet.services import builds
+from labfleet.services.events import LAGGED, EventBus
+
+_FOLLOW_POLL = 1.0
+_GAP_WAIT = 5.0
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the job (recovered elsewhere, or its server went offline)."""
+
+
+class JobLog:
+    """The log of one attempt, appended by the worker that holds the job."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        job_id: int,
+        worker: str,
+        offset: int,
+        flush_interval: float = 0.25,
+        flush_bytes: int = 256 * 1024,
+    ) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self.job_id = job_id
+        self._worker = worker
+        self._topic = builds.topic(job_id)
+        self._stored = offset
+        self._end = offset
+        self._pending = bytearray()
+        self._interval = flush_interval
+        self._limit = flush_bytes
+        self._full = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.lost = False
+        self._tail: list[str] = []
+
+    @property
+    def size(self) -> int:
+        return self._end
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        data = text.encode()
+        self._bus.publish(self._topic, {"type": "log", "job": self.job_id, "offset": self._end, "data": text})
+        self._pending += data
+        self._end += len(data)
+        self._tail = (self._tail + text.splitlines())[-20:]
+        if len(self._pending) >= self._limit:
+            self._full.set()
+
+    def note(self, line: str) -> None:
+        """A line from labfleet itself, set apart from the build's own output."""
+        self.write(f"labfleet: {line}\n")
+
+    def tail(self, lines: int = 5) -> str:
+        """The last lines written, for a failure's reason."""
+        return "\n".join(line for line in self._tail[-lines:] if line.strip())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._pending or self.lost:
+                return
+            data = bytes(self._pending)
+            async with self._sessions() as session:
+                ok = await repo.append_log(
+                    session, job_id=self.job_id, worker=self._worker, offset=self._stored, data=data
+                )
+                await session.commit()
+            if not ok:
+                self.lost = True
+                raise LeaseLost(f"build job {self.job_id}: no longer held by {self._worker}")
+            del self._pending[: len(data)]
+            self._stored += len(data)
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled (then once more, by the caller)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._full.wait()
+            self._full.clear()
+            await self.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    status: str
+    size: int
+
+
+async def follow(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    bus: EventBus,
+    job_id: int,
+    offset: int = 0,
+) -> AsyncIterator[Piece | End]:
+    """The log from ``offset``: what is stored, then live, until the job has finished and all is out.
+
+    Ends with ``End`` (the final status and size). Works for a job run by another process
+    too: events cross processes on PostgreSQL, and the store is read again whenever the
+    live stream is quiet, lagged or ahead of what was sent.
+    """
+    position = offset
+    async with bus.listening([builds.topic(job_id)]) as sub:
+        while True:
+            async with sessions() as session:
+                part = await builds.read_log(session=session, ident=job_id, offset=position)
+            if part.data:
+                yield Piece(part.offset, part.data)
+                position = part.offset + len(part.data)
+                continue
+            if part.status not in (QUEUED, RUNNING) and position >= part.size:
+                yield End(part.status, part.size)
+                return
+            # Caught up with the store: take live events until one is ahead of us or all is quiet.
+            while True:
+                event = await sub.get(timeout=_FOLLOW_POLL)
+                if event is None or event.data.get("type") == LAGGED or sub.lagged:
+                    if sub.lagged:
+                        return  # the caller resumes from the last offset it has
+                    break
+                if event.data.get("type") == "status":
+                    break
+                if event.data.get("type") != "log":
+                    continue
+                start = int(event.data["offset"])
+                data = str(event.data["data"]).encode()
+                if start + len(data) <= position:
+                    continue
+                if start > position:
+                    # Output we have not seen and the store has not got yet: wait for the flush.
+                    await _await_stored(sessions, job_id, start)
+                    break
+                yield Piece(position, data[position - start :])
+                position = start + len(data)
+
+
+async def _await_stored(sessions: async_sessionmaker[AsyncSession], job_id: int, upto: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _GAP_WAIT
+    while loop.time() < deadline:
+        async with sessions() as session:
+            job = await repo.get(session, job_id, refresh=True)
+        if job is None or job.log_size >= upto or job.status not in (QUEUED, RUNNING):
+            return
+        await asyncio.sleep(0.05)
