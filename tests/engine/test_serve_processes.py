@@ -7,14 +7,22 @@ Validates: 3.3, 3.4 (durable queue: DESIGN.md, "State and work")
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import sys
 from types import TracebackType
+from typing import Any
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
+from labfleet.schemas.auth import SYSTEM
+from labfleet.schemas.enums import Role
+from labfleet.services import tokens
 from tests.engine.conftest import KEY, Rig
 from tests.engine.test_build_worker import processes_in
 
@@ -120,3 +128,53 @@ async def test_two_serve_processes_share_the_queue_and_run_each_job_exactly_once
     assert sorted(int(line) for line in ran.read_text().split()) == list(range(50))
     workers = {(await rig.log(i)).split(", worker ")[1].split()[0] for i in ids}
     assert 1 <= len(workers) <= 2
+
+
+async def _token(rig: Rig, role: Role = Role.viewer) -> str:
+    async with rig.sessions() as session:
+        _, secret = await tokens.create(session=session, actor=SYSTEM, name=f"ws-{role.name}", role=role)
+        await session.commit()
+    return secret
+
+
+async def _follow(url: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    logs: list[dict[str, Any]] = []
+    async with connect(url) as ws, asyncio.timeout(60):
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "log":
+                logs.append(message)
+            elif message["type"] == "end":
+                return logs, message
+    raise AssertionError("the stream ended without an end message")
+
+
+async def test_the_events_websocket_streams_a_build_log_live_and_from_any_offset(
+    rig: Rig, fresh_db_url: str
+) -> None:
+    token = await _token(rig)
+    ident = await rig.submit(command="for i in $(seq 1 300); do echo line $i; sleep 0.002; done")
+    async with Serve(rig, "a", fresh_db_url) as serve:
+        base = f"ws://127.0.0.1:{serve.port}/api/v1/events"
+        live, end = await _follow(f"{base}?topic=build-job:{ident}&log_offset=0&token={token}")
+        assert end["status"] == "succeeded"
+        stored = (await rig.log(ident)).encode()
+        assert "".join(m["data"] for m in live).encode() == stored
+        assert end["size"] == len(stored)
+        # Resuming from the middle replays exactly the rest.
+        middle = len(stored) // 2
+        rest, _ = await _follow(f"{base}?topic=build-job:{ident}&log_offset={middle}&token={token}")
+        assert rest[0]["offset"] == middle
+        assert "".join(m["data"] for m in rest).encode() == stored[middle:]
+        # The same log over HTTP, by byte offset.
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+            r = await client.get(
+                f"http://127.0.0.1:{serve.port}/api/v1/build-jobs/{ident}/logs?offset={middle}"
+            )
+        assert r.content == stored[middle:]
+        assert r.headers["x-log-complete"] == "true"
+        # No token, no events.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{base}?topic=build-jobs"):
+                pass
+        assert refused.value.response.status_code == 403

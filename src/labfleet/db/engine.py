@@ -39,7 +39,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE: take the write lock (waiting with the busy timeout) when the transaction
+        # starts. A deferred transaction that reads and then writes cannot upgrade its lock
+        # once another connection has committed in between; SQLite then fails at once with
+        # "database is locked", which the busy timeout does not retry. With workers writing
+        # logs and leases all the time, that would fail API requests. SQLite runs one writer
+        # at a time anyway; PostgreSQL is the database for many concurrent users.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
