@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, insert, make_url, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, insert, select
 
+from benchmarks.scratch import scratch_pg
 from labfleet.config import normalize_database_url
 from labfleet.db import migrate
 from labfleet.db.base import utcnow
@@ -139,25 +139,11 @@ def sqlite_db(scratch: Path) -> Iterator[str]:
     yield url
 
 
-async def _admin(admin_url: str, statement: str) -> None:
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @contextmanager
 def pg_db(admin_url: str) -> Iterator[str]:
-    name = f"labfleet_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with scratch_pg(admin_url) as url:
         migrate.upgrade(url)
         yield url
-    finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> None:

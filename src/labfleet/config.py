@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Builds this process runs at once, over all servers."
     )
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    health_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often each build server is health-checked."
+    )
+    health_failure_limit: int = Field(
+        default=3, ge=1, description="Failed health checks in a row after which a build server goes offline."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

@@ -204,3 +204,33 @@ async def test_roles(
     assert (await client.get("/api/v1/build-jobs", headers={"Authorization": ""})).status_code == 401
     bad = await client.get("/api/v1/build-jobs", params={"status": "exploded"})
     assert (bad.status_code, bad.json()["field"]) == (422, "status")
+
+
+async def test_maintenance_decommission_and_removal_of_a_build_server(
+    client: httpx.AsyncClient, session: AsyncSession, servers: dict[str, int]
+) -> None:
+    url = f"/api/v1/build-servers/{servers['x86-1']}"
+    r = await client.put(f"{url}/status", json={"status": "maintenance"})
+    assert (r.status_code, r.json()["status"]["value"]) == (200, "maintenance")
+    assert r.json()["check_failures"] == 0
+    # Submitted for it alone while it is in maintenance: accepted, waiting for it.
+    job = (await client.post("/api/v1/build-jobs", json=build(server="x86-1"))).json()
+    assert (job["status"]["value"], job["build_server_id"], job["server_choice"]) == (
+        "queued",
+        None,
+        str(servers["x86-1"]),
+    )
+    assert job["estimated_start_at"] is None
+    # It would be stranded: removal is refused until it is cancelled.
+    refused = await client.delete(url)
+    assert refused.status_code == 409
+    assert f"#{job['id']}" in refused.json()["detail"]
+    bad = await client.put(f"{url}/status", json={"status": "offline"})
+    assert (bad.status_code, bad.json()["field"]) == (422, "status")
+    assert (await client.post(f"{job['url']}/cancel")).status_code == 200
+    gone = await client.put(f"{url}/status", json={"status": "decommissioned"})
+    assert (gone.status_code, gone.json()["status"]["value"]) == (200, "decommissioned")
+    r = await client.post("/api/v1/build-jobs", json=build(server="x86-1"))
+    assert (r.status_code, r.json()["field"]) == (422, "server")
+    assert "decommissioned" in r.json()["detail"]
+    assert (await client.delete(url)).status_code == 204

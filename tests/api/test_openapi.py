@@ -23,6 +23,7 @@ EXPECTED = (
         ("get", "/api/v1/artifacts/{id}/download"),
         ("post", "/api/v1/artifacts/{id}/pin"),
         ("delete", "/api/v1/artifacts/{id}/pin"),
+        ("put", "/api/v1/build-servers/{id}/status"),
         ("get", "/api/v1/build-jobs"),
         ("post", "/api/v1/build-jobs"),
         ("get", "/api/v1/build-jobs/{id}"),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from labfleet.db.base import utcnow
 from labfleet.schemas.auth import SYSTEM
-from labfleet.services import artifacts, build_logs, build_queue, builds
+from labfleet.schemas.enums import ServerStatus
+from labfleet.services import artifacts, build_logs, build_queue, build_servers, builds
 from tests.engine.conftest import Rig
 
 
@@ -213,3 +214,37 @@ async def test_the_queue_is_recovered_only_after_the_lease(rig: Rig) -> None:
         await session.commit()
         assert await build_queue.recover_expired(session=session, now=utcnow()) == []
     assert (await rig.job(ident)).status == "running"
+
+
+async def test_periodic_retention_keeps_the_newest_builds_of_a_branch(rig: Rig) -> None:
+    spec = [{"path": "out/env.txt", "type": "other"}]
+    async with rig.sessions() as session:
+        (await artifacts.policy(session=session)).keep_last = 1
+        await session.commit()
+    engine = rig.engine()
+    async with engine:
+        old = await rig.wait(await rig.submit(artifacts=spec))
+        new = await rig.wait(await rig.submit(artifacts=spec))
+        await engine.run_retention()
+    async with rig.sessions() as session:
+        assert await artifacts.for_build(session=session, build_id=old.id) == []
+        (kept,) = await artifacts.for_build(session=session, build_id=new.id)
+    # The same bytes: the blob stays for the artifact that still uses it.
+    assert await read_blob(rig, kept.sha256) == b"x86_64 \n"
+
+
+async def test_a_build_for_a_server_in_maintenance_waits_for_it_to_come_back(rig: Rig) -> None:
+    async def set_status(status: ServerStatus) -> None:
+        async with rig.sessions() as session:
+            await build_servers.set_status(session=session, actor=SYSTEM, ident=rig.server_id, status=status)
+            await session.commit()
+
+    await set_status(ServerStatus.maintenance)
+    ident = await rig.submit(server="local-build")
+    assert (await rig.job(ident)).build_server_id is None
+    async with rig.engine():
+        await asyncio.sleep(1.0)  # several claim rounds
+        assert (await rig.job(ident)).status == "queued"
+        await set_status(ServerStatus.online)
+        done = await rig.wait(ident)
+    assert (done.status, done.build_server_id) == ("succeeded", rig.server_id)

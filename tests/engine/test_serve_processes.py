@@ -7,6 +7,7 @@ Validates: 3.3, 3.4 (durable queue: DESIGN.md, "State and work")
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -160,6 +161,7 @@ async def test_the_events_websocket_streams_a_build_log_live_and_from_any_offset
         assert end["status"] == "succeeded"
         stored = (await rig.log(ident)).encode()
         assert "".join(m["data"] for m in live).encode() == stored
+        assert [m["offset"] for m in live] == [0, *itertools.accumulate(m["length"] for m in live[:-1])]
         assert end["size"] == len(stored)
         # Resuming from the middle replays exactly the rest.
         middle = len(stored) // 2
@@ -173,6 +175,8 @@ async def test_the_events_websocket_streams_a_build_log_live_and_from_any_offset
             )
         assert r.content == stored[middle:]
         assert r.headers["x-log-complete"] == "true"
+        # The token given in the URL is kept out of the server's log.
+        assert token not in serve.log.read_text()
         # No token, no events.
         with pytest.raises(InvalidStatus) as refused:
             async with connect(f"{base}?topic=build-jobs"):

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from labfleet.db.models import BuildServer
 from labfleet.errors import LabfleetError
+from labfleet.hw.ssh import SshPool
 from labfleet.lab import layout
 from labfleet.lab.layout import Board
 from labfleet.lab.libvirt import ssh_uri
@@ -22,6 +25,11 @@ from labfleet.lab.paths import LabPaths
 from labfleet.lab.repo import ssh_url
 from labfleet.lab.status import LabStatus, status
 from labfleet.lab.up import down, up
+from labfleet.schemas.auth import SYSTEM
+from labfleet.schemas.build_servers import BuildServerCreate
+from labfleet.secretbox import SecretBox
+from labfleet.services import build_servers
+from labfleet.services.device_checks import DeviceChecks
 
 
 @dataclass(frozen=True)
@@ -98,3 +106,29 @@ def lab() -> Iterator[VirtualLab]:
     yield VirtualLab.of(paths)
     if not was_up:
         down(paths)
+
+
+async def register_build_server(
+    lab: VirtualLab, session: AsyncSession, pool: SshPool, box: SecretBox, *, slots: int = 2
+) -> BuildServer:
+    """The lab's sshd registered as build server ``lab-build``, probed for real, committed."""
+    server = await build_servers.register(
+        session=session,
+        actor=SYSTEM,
+        secrets=box,
+        validator=DeviceChecks(pool=pool, timeout=30),
+        data=BuildServerCreate.model_validate(
+            {
+                "hostname": "lab-build",
+                "address": lab.host,
+                "max_concurrent_builds": slots,
+                "ssh": {
+                    "username": lab.build_user,
+                    "port": lab.ssh_port,
+                    "private_key": lab.private_key.read_text(),
+                },
+            }
+        ),
+    )
+    await session.commit()
+    return server

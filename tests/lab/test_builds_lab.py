@@ -23,14 +23,12 @@ from labfleet.db.models import BuildJob
 from labfleet.engine import Engine, EngineSettings
 from labfleet.hw.ssh import SshPool
 from labfleet.schemas.auth import SYSTEM
-from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.schemas.builds import BuildJobCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, build_servers, builds
-from labfleet.services.device_checks import DeviceChecks
+from labfleet.services import artifacts, builds
 from labfleet.services.events import EventBus
 from labfleet.storage import LocalStore
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, register_build_server
 
 pytestmark = pytest.mark.lab
 
@@ -72,25 +70,7 @@ async def test_the_engine_builds_the_lab_repository_for_both_architectures(
     lab: VirtualLab, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     async with SshPool() as pool, sessions() as session:
-        server = await build_servers.register(
-            session=session,
-            actor=SYSTEM,
-            secrets=BOX,
-            validator=DeviceChecks(pool=pool, timeout=30),
-            data=BuildServerCreate.model_validate(
-                {
-                    "hostname": "lab-build",
-                    "address": lab.host,
-                    "max_concurrent_builds": 2,
-                    "ssh": {
-                        "username": lab.build_user,
-                        "port": lab.ssh_port,
-                        "private_key": lab.private_key.read_text(),
-                    },
-                }
-            ),
-        )
-        await session.commit()
+        server = await register_build_server(lab, session, pool, BOX)
     policy = build_policy(Settings(data_dir=tmp_path))
     ids = []
     async with sessions() as session:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
-from labfleet.api import problems
+from labfleet.api import problems, redact
 from labfleet.api.routes import artifacts, audit, builds, events, statuses, tokens
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact.install()
         async with AsyncExitStack() as stack:
             engine = create_engine(settings.effective_database_url)
             stack.push_async_callback(engine.dispose)
@@ -71,6 +72,8 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
                             policy=app.state.policy,
                             max_builds=settings.max_builds,
                             retention_interval_s=settings.retention_interval_seconds,
+                            health_interval_s=settings.health_interval_seconds,
+                            health_failure_limit=settings.health_failure_limit,
                         ),
                     )
                 )

@@ -100,7 +100,6 @@ class BuildWorker:
         bus: EventBus,
         store: ArtifactStore,
         secrets: SecretBox,
-        pool: SshPool,
         policy: builds.BuildPolicy,
         max_builds: int = 16,
         poll_seconds: float = 2.0,
@@ -112,7 +111,6 @@ class BuildWorker:
         self._bus = bus
         self._store = store
         self._secrets = secrets
-        self._pool = pool
         self._policy = policy
         self._max_builds = max_builds
         self._poll = poll_seconds
@@ -305,15 +303,19 @@ class BuildWorker:
             previous_group=job.remote_group,
         )
         joblog.note(f"attempt {job.attempt} of build job {job.id} on {hostname}, worker {self.name}")
-        run = BuildRun(
-            pool=self._pool,
-            target=target,
-            plan=plan,
-            log=joblog,
-            scratch=scratch,
-            tracker=_Tracker(self._sessions, job.id, self.name),
-        )
-        return await run.run()
+        await joblog.flush()  # stored at once: a follower that connects now finds it there
+        # A connection of its own: a build holds its SSH session for as long as it runs, and
+        # sshd allows only so many sessions per connection (MaxSessions, 10 by default).
+        async with SshPool() as pool:
+            run = BuildRun(
+                pool=pool,
+                target=target,
+                plan=plan,
+                log=joblog,
+                scratch=scratch,
+                tracker=_Tracker(self._sessions, job.id, self.name),
+            )
+            return await run.run()
 
     async def _heartbeat(
         self, job: BuildJob, wake: asyncio.Event, run_task: asyncio.Task[BuildResult]
@@ -408,6 +410,11 @@ class BuildWorker:
                     actor=SYSTEM,
                 )
             await session.commit()
+        # A retention run that started before these rows existed may have freed a blob of the
+        # same content in between: put back any that went missing (the files are still here).
+        for f, blob in blobs:
+            if not await self._store.exists(blob.sha256):
+                await self._store.put_file(f.path, expected=f.sha256)
 
     async def _end(self, job: BuildJob, joblog: JobLog, status: str, reason: str) -> None:
         await joblog.flush()

@@ -1,5 +1,5 @@
-"""The engine: the build worker and the periodic jobs (lease recovery, retention), started and
-stopped together."""
+"""The engine: the build worker and the periodic jobs (lease recovery, build server health
+checks, retention), started and stopped together."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.builds import BuildWorker
+from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
 from labfleet.secretbox import SecretBox
 from labfleet.services import artifacts
 from labfleet.services.artifacts import Store as ArtifactStore
 from labfleet.services.build_runner import SshPool
+from labfleet.services.build_server_health import HealthPolicy
 from labfleet.services.builds import BuildPolicy
 from labfleet.services.events import EventBus
 
@@ -30,6 +32,8 @@ class EngineSettings:
     max_builds: int = 16
     poll_seconds: float = 2.0
     retention_interval_s: float = 3600.0
+    health_interval_s: float = 60.0
+    health_failure_limit: int = 3
 
 
 class Engine:
@@ -49,9 +53,11 @@ class Engine:
         self._store = store
         self._secrets = secrets
         self._settings = settings
-        self._pool = SshPool()
+        # Health checks get connections of their own (see engine/health.py).
+        self._health_pool = SshPool()
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: BuildWorker | None = None
+        self.health: HealthMonitor | None = None
 
     async def __aenter__(self) -> Engine:
         s = self._settings
@@ -60,22 +66,35 @@ class Engine:
             bus=self._bus,
             store=self._store,
             secrets=self._secrets,
-            pool=self._pool,
             policy=s.policy,
             max_builds=s.max_builds,
             poll_seconds=s.poll_seconds,
         )
+        self.health = HealthMonitor(
+            sessions=self._sessions,
+            bus=self._bus,
+            secrets=self._secrets,
+            pool=self._health_pool,
+            policy=HealthPolicy(
+                thresholds=s.policy.thresholds,
+                failure_limit=s.health_failure_limit,
+                max_attempts=s.policy.max_attempts,
+            ),
+            interval_s=s.health_interval_s,
+        )
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="build-worker"),
+            asyncio.create_task(self.health.run(), name="build-server-health"),
             asyncio.create_task(
-                every(s.retention_interval_s, "artifact retention", self._retention, first=60.0),
+                every(s.retention_interval_s, "artifact retention", self.run_retention, first=60.0),
                 name="retention",
             ),
         ]
         log.info("engine started: build worker %s", self.worker.name)
         return self
 
-    async def _retention(self) -> None:
+    async def run_retention(self) -> None:
+        """One pass of the retention policy, as the periodic task runs it; logs what it removed."""
         async with self._sessions() as session:
             policy = await artifacts.policy(session=session)
             removal = await artifacts.apply_retention(
@@ -103,4 +122,4 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self._pool.close()
+        await self._health_pool.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from labfleet.schemas.common import StatusOut
+from labfleet.schemas.common import StatusOut, Strict
+from labfleet.schemas.enums import ServerStatus
 from labfleet.schemas.ssh import MachineCreate, MachineUpdate, SshOut
 
 
@@ -44,5 +46,13 @@ class BuildServerOut(BaseModel):
     toolchains: list[ToolchainOut]
     labels: dict[str, str]
     checked_at: datetime | None
+    check_failures: int = Field(description="Failed health checks in a row.")
+    last_check_error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class BuildServerStatusChange(Strict):
+    """Maintenance lets running builds finish and starts none; decommissioned leaves the pool."""
+
+    status: Literal[ServerStatus.online, ServerStatus.maintenance, ServerStatus.decommissioned]

@@ -54,3 +54,23 @@ async def raise_alert(
     existing.severity = severity
     await session.flush()
     return existing
+
+
+async def resolve_alert(
+    *,
+    session: AsyncSession,
+    resource_kind: str,
+    resource_id: int,
+    kind: str,
+    by: str = "labfleet",
+    now: datetime | None = None,
+) -> Alert | None:
+    """Resolve the open alert of this resource and kind, if there is one (its condition cleared)."""
+    existing = await repo.unresolved(session, resource_kind=resource_kind, resource_id=resource_id, kind=kind)
+    if existing is None:
+        return None
+    existing.state = "resolved"
+    existing.resolved_by = by
+    existing.resolved_at = now or utcnow()
+    await session.flush()
+    return existing

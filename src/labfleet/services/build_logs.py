@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.models.builds import QUEUED, RUNNING
 from labfleet.db.repositories import builds as repo
+from labfleet.errors import NotFound
 from labfleet.services import builds
-from labfleet.services.events import LAGGED, EventBus
+from labfleet.services.events import EventBus
 
 _FOLLOW_POLL = 1.0
 _GAP_WAIT = 5.0
@@ -114,9 +115,44 @@ class Piece:
 
 
 @dataclass(frozen=True, slots=True)
+class Status:
+    """A status change of the job, in order with the log around it."""
+
+    data: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     status: str
     size: int
+
+
+def complete_utf8(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut at its end (at most 3 bytes held back)."""
+    for back in range(1, min(4, len(data) + 1)):
+        byte = data[-back]
+        if byte < 0x80:
+            return data  # ASCII: nothing is cut
+        if byte >= 0xC0:  # the lead byte of the last character
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= need else data[:-back]
+    return data  # no lead byte within reach: not UTF-8 to begin with; pass it on
+
+
+async def _stored(
+    sessions: async_sessionmaker[AsyncSession], job_id: int, position: int
+) -> tuple[bytes, int, str]:
+    """What is stored from ``position`` (cut at a character), the stored size and the status."""
+    async with sessions() as session:
+        job = await repo.get(session, job_id, refresh=True)
+        if job is None:
+            raise NotFound(f"no build job with id {job_id}", field="id")
+        size, status = job.log_size, job.status
+        if position >= size:
+            return b"", size, status
+        _, data = await repo.read_log(session, job_id=job_id, offset=position, limit=builds.LOG_READ_LIMIT)
+    final = status not in (QUEUED, RUNNING) and position + len(data) >= size
+    return (data if final else complete_utf8(data)), size, status
 
 
 async def follow(
@@ -125,46 +161,54 @@ async def follow(
     bus: EventBus,
     job_id: int,
     offset: int = 0,
-) -> AsyncIterator[Piece | End]:
+) -> AsyncIterator[Piece | Status | End]:
     """The log from ``offset``: what is stored, then live, until the job has finished and all is out.
 
-    Ends with ``End`` (the final status and size). Works for a job run by another process
-    too: events cross processes on PostgreSQL, and the store is read again whenever the
-    live stream is quiet, lagged or ahead of what was sent.
+    Yields pieces of the log (each at the byte offset where the last one ended, never cutting
+    a UTF-8 character), the job's status changes in order with them, and at last ``End``
+    (the final status and size). Works for a job run by another process too: events cross
+    processes on PostgreSQL, and the store is read again whenever the live stream is quiet
+    or ahead of what was sent. Returns without ``End`` only if this subscriber lagged: the
+    caller resumes from the last offset it has.
     """
     position = offset
+    pending: dict[str, object] | None = None
     async with bus.listening([builds.topic(job_id)]) as sub:
         while True:
-            async with sessions() as session:
-                part = await builds.read_log(session=session, ident=job_id, offset=position)
-            if part.data:
-                yield Piece(part.offset, part.data)
-                position = part.offset + len(part.data)
+            data, size, status = await _stored(sessions, job_id, position)
+            if data:
+                yield Piece(position, data)
+                position += len(data)
                 continue
-            if part.status not in (QUEUED, RUNNING) and position >= part.size:
-                yield End(part.status, part.size)
+            if pending is not None:
+                yield Status(pending)
+                pending = None
+            if status not in (QUEUED, RUNNING) and position >= size:
+                yield End(status, size)
                 return
             # Caught up with the store: take live events until one is ahead of us or all is quiet.
             while True:
                 event = await sub.get(timeout=_FOLLOW_POLL)
-                if event is None or event.data.get("type") == LAGGED or sub.lagged:
-                    if sub.lagged:
-                        return  # the caller resumes from the last offset it has
+                if sub.lagged:
+                    return
+                if event is None:
+                    break  # quiet: look at the store again
+                kind = event.data.get("type")
+                if kind == "status":
+                    pending = event.data  # after the log stored up to it
                     break
-                if event.data.get("type") == "status":
-                    break
-                if event.data.get("type") != "log":
+                if kind != "log":
                     continue
                 start = int(event.data["offset"])
-                data = str(event.data["data"]).encode()
-                if start + len(data) <= position:
+                piece = str(event.data["data"]).encode()
+                if start + len(piece) <= position:
                     continue
                 if start > position:
                     # Output we have not seen and the store has not got yet: wait for the flush.
                     await _await_stored(sessions, job_id, start)
                     break
-                yield Piece(position, data[position - start :])
-                position = start + len(data)
+                yield Piece(position, piece[position - start :])
+                position = start + len(piece)
 
 
 async def _await_stored(sessions: async_sessionmaker[AsyncSession], job_id: int, upto: int) -> None:

@@ -16,7 +16,8 @@ import asyncio
 import hashlib
 import posixpath
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,10 +82,12 @@ class BuildPlan:
     toolchain: ToolchainChoice
     previous_workspace: str | None = None
     previous_group: str | None = None
+    nonce: str = field(default_factory=lambda: secrets.token_hex(4))
+    """Sets this attempt's workspace apart from any other labfleet's using the same server."""
 
     @property
     def workspace(self) -> str:
-        return f"{ROOT}/job-{self.job_id}-a{self.attempt}"
+        return f"{ROOT}/job-{self.job_id}-a{self.attempt}-{self.nonce}"
 
     @property
     def mirror(self) -> str:
@@ -115,7 +118,8 @@ def fetch_script(plan: BuildPlan) -> str:
         rev = f"refs/heads/{plan.branch}"
     mirror, ws, url = quote(plan.mirror), quote(plan.workspace), quote(plan.repository_url)
     return f"""set -e
-mkdir -p {quote(ROOT)}/cache {ws}
+mkdir -p {quote(ROOT)}/cache
+mkdir {ws}
 update() {{
   if [ -d {mirror} ]; then
     echo "fetching into the mirror {plan.mirror}"

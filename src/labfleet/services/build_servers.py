@@ -9,8 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from labfleet.db.models import BuildServer, BuildServerLabel, Toolchain
+from labfleet.db.models.builds import RUNNING
+from labfleet.db.repositories import builds as builds_repo
+from labfleet.errors import Conflict
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.build_servers import BuildServerCreate, BuildServerUpdate
+from labfleet.schemas.enums import ServerStatus
 from labfleet.schemas.query import ListQuery
 from labfleet.secretbox import SecretBox
 from labfleet.services import credentials, inventory
@@ -103,5 +107,49 @@ async def update(
     )
 
 
+async def set_status(*, session: AsyncSession, actor: Actor, ident: int, status: ServerStatus) -> BuildServer:
+    """Put a server in maintenance, back in service, or decommission it (R2.5, R12).
+
+    Maintenance lets running builds finish and starts no new one (claims take only online or
+    degraded servers); decommissioning is refused while a build runs on it (R12.4).
+    """
+    if status is ServerStatus.decommissioned:
+        await _ensure_no_running_builds(session, ident, "decommission")
+    server = await get(session=session, ident=ident)
+    before = _snapshot(server)
+    server.status = status.value
+    return await inventory.save_changes(
+        BUILD_SERVERS, session=session, actor=actor, obj=server, before=before
+    )
+
+
 async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:
+    """Remove a build server; refused while a build runs on it (R12.4) or waits for it alone."""
+    await _ensure_no_running_builds(session, ident, "remove")
+    pinned = await builds_repo.queued_pinned_to(session, ident)
+    if pinned:
+        names = ", ".join(f"#{i}" for i in pinned)
+        raise Conflict(
+            f"cannot remove build server {ident}: queued build jobs {names} were submitted for it "
+            "alone; cancel them first (or decommission it: it then stays in the build history)"
+        )
     await inventory.delete(BUILD_SERVERS, session=session, actor=actor, ident=ident)
+
+
+async def _ensure_no_running_builds(session: AsyncSession, ident: int, doing: str) -> None:
+    """``Conflict`` naming the builds running on the server. Its row is locked first (on
+    PostgreSQL), so a worker cannot claim a slot on it between this check and the change."""
+    server = await session.get(BuildServer, ident, with_for_update={"of": BuildServer})
+    if server is None:
+        return  # the caller's fetch says NotFound
+    total, running = await builds_repo.page(
+        session, statuses=(RUNNING,), build_server_id=ident, limit=10, offset=0
+    )
+    if total:
+        names = ", ".join(f"#{j.id}" for j in sorted(running, key=lambda j: j.id))
+        more = f" and {total - len(running)} more" if total > len(running) else ""
+        jobs = f"build job {names} is" if total == 1 else f"build jobs {names}{more} are"
+        raise Conflict(
+            f"cannot {doing} build server {server.hostname}: {jobs} running on it; "
+            "put it in maintenance and wait for them to finish, or cancel them"
+        )

@@ -195,7 +195,13 @@ def display(job: BuildJob) -> str:
 
 def announce(bus: EventBus, job: BuildJob) -> None:
     """Tell watchers and workers that the job changed (call after the commit)."""
-    event = {
+    event = status_event(job)
+    bus.publish(topic(job.id), event)
+    bus.publish(TOPIC_ALL, event)
+
+
+def status_event(job: BuildJob) -> dict[str, Any]:
+    return {
         "type": "status",
         "job": job.id,
         "status": job.status,
@@ -205,8 +211,6 @@ def announce(bus: EventBus, job: BuildJob) -> None:
         "log_size": job.log_size,
         "cancel_requested": job.cancel_requested_at is not None,
     }
-    bus.publish(topic(job.id), event)
-    bus.publish(TOPIC_ALL, event)
 
 
 # -- finding

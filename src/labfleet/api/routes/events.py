@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from labfleet.schemas.enums import Role
 from labfleet.services import build_logs, builds, tokens
 from labfleet.services.events import ALL, EventBus
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 _TOPIC = re.compile(r"^(\*|[a-z][a-z0-9-]*(:[0-9]+)?)$")
 _JOB_TOPIC = re.compile(r"^build-job:([0-9]+)$")
@@ -72,11 +74,9 @@ async def events(
     await ws.accept()
     bus: EventBus = ws.app.state.bus
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1024)
-    tasks = [
-        asyncio.create_task(
-            _forward(bus, topics, outbox, skip_logs_of=followed if log_offset is not None else [])
-        )
-    ]
+    following = followed if log_offset is not None else []
+    await _snapshot(ws, topics, outbox)
+    tasks = [asyncio.create_task(_forward(bus, topics, outbox, followed=following))]
     if log_offset is not None:
         tasks.append(asyncio.create_task(_follow(ws, followed[0], log_offset, outbox)))
     tasks.append(asyncio.create_task(_drain_client(ws)))
@@ -102,17 +102,32 @@ async def events(
 
 
 async def _forward(
-    bus: EventBus, topics: list[str], outbox: asyncio.Queue[dict[str, Any] | None], *, skip_logs_of: list[int]
+    bus: EventBus, topics: list[str], outbox: asyncio.Queue[dict[str, Any] | None], *, followed: list[int]
 ) -> None:
-    skipped = {builds.topic(j) for j in skip_logs_of}
+    # A followed job's log and status come through _follow, in order with each other.
+    skipped = {builds.topic(j) for j in followed}
     async with bus.listening(topics) as sub:
         async for event in sub:
-            if event.topic in skipped and event.data.get("type") == "log":
+            if event.topic in skipped and event.data.get("type") in ("log", "status"):
                 continue
             await outbox.put(event.as_dict())
             if event.data.get("type") == "lagged":
                 await outbox.put(None)
                 return
+
+
+async def _snapshot(ws: WebSocket, topics: list[str], outbox: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """The current status of each job named, so a client never waits for a change it missed."""
+    for t in topics:
+        found = _JOB_TOPIC.match(t)
+        if found is None:
+            continue
+        async with ws.app.state.sessions() as session:
+            try:
+                job = await builds.get(session=session, ident=int(found.group(1)))
+            except LabfleetError:
+                continue
+        await outbox.put({"topic": t, **builds.status_event(job)})
 
 
 async def _follow(
@@ -125,9 +140,10 @@ async def _follow(
         ):
             if isinstance(item, build_logs.Piece):
                 text = item.data.decode("utf-8", "replace")
-                await outbox.put(
-                    {"topic": topic, "type": "log", "job": job_id, "offset": item.offset, "data": text}
-                )
+                message = {"type": "log", "job": job_id, "offset": item.offset, "length": len(item.data)}
+                await outbox.put({"topic": topic, **message, "data": text})
+            elif isinstance(item, build_logs.Status):
+                await outbox.put({"topic": topic, **item.data})
             else:
                 await outbox.put(
                     {"topic": topic, "type": "end", "job": job_id, "status": item.status, "size": item.size}
@@ -136,6 +152,13 @@ async def _follow(
                 return
     except LabfleetError as exc:
         await outbox.put({"topic": topic, "type": "error", "job": job_id, "detail": exc.message})
+        await outbox.put(None)
+        return
+    except Exception:
+        log.exception("following the log of build job %s failed", job_id)
+        await outbox.put(
+            {"topic": topic, "type": "error", "job": job_id, "detail": "internal error; reconnect"}
+        )
         await outbox.put(None)
         return
     # The follower stopped early (it lagged): the client reconnects from the offset it has.

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Path, Query, Request
 
 from labfleet.api import render
-from labfleet.api.routes.inventory import inventory_router
+from labfleet.api.deps import Admin, SessionDep
+from labfleet.api.problems import responses
+from labfleet.api.routes.inventory import api_base, inventory_router
 from labfleet.schemas.boards import BoardCreate, BoardOut, BoardUpdate
-from labfleet.schemas.build_servers import BuildServerCreate, BuildServerOut, BuildServerUpdate
+from labfleet.schemas.build_servers import (
+    BuildServerCreate,
+    BuildServerOut,
+    BuildServerStatusChange,
+    BuildServerUpdate,
+)
 from labfleet.schemas.common import ArchitectureName, Slug
 from labfleet.schemas.enums import BoardStatus, ServerStatus
 from labfleet.schemas.hosts import HostCreate, HostOut, HostUpdate
 from labfleet.services import boards, build_servers, hosts
+
+Ident = Annotated[int, Path(alias="id", description="The build server's id.")]
 
 
 def _no_filters() -> dict[str, Any]:
@@ -75,3 +84,22 @@ boards_router = inventory_router(
     statuses=BoardStatus,
     filters=_board_filters,
 )
+
+
+@build_servers_router.put(
+    "/{id}/status",
+    response_model=BuildServerOut,
+    summary="Put a build server in maintenance, back online, or decommission it",
+    description="Maintenance: running builds finish, no new one starts. Decommissioning is "
+    "refused (409) while a build runs on it; a decommissioned server stays in the history.",
+    operation_id="set_build_server_status",
+    responses=responses(404, 409),
+)
+async def set_build_server_status(
+    request: Request, session: SessionDep, actor: Admin, ident: Ident, change: BuildServerStatusChange
+) -> BuildServerOut:
+    server = await build_servers.set_status(
+        session=session, actor=actor, ident=ident, status=ServerStatus(change.status)
+    )
+    await session.commit()
+    return render.build_server(server, api_base(request))

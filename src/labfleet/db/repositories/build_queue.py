@@ -282,7 +282,8 @@ async def claim_for_server(
             BuildServer.status.in_(("online", "degraded")),
             or_(BuildServer.disk_free_gb.is_(None), BuildServer.disk_free_gb >= disk_critical_gb),
         )
-        .values(check_failures=BuildServer.check_failures)
+        # A write that changes nothing (updated_at named, so its onupdate does not fire).
+        .values(check_failures=BuildServer.check_failures, updated_at=BuildServer.updated_at)
         .returning(BuildServer.max_concurrent_builds)
         .execution_options(**_NO_SYNC)
     )
@@ -294,7 +295,8 @@ async def claim_for_server(
     )
     if (running or 0) >= slots:
         return None
-    mine = BuildJob.build_server_id == server_id
+    # Placed on it, or submitted for it alone (and waiting while it was unavailable).
+    mine = or_(BuildJob.build_server_id == server_id, BuildJob.server_choice == str(server_id))
     portable = and_(BuildJob.server_choice == "auto", BuildJob.architecture.in_(list(architectures)))
     eligible = [BuildJob.status == QUEUED, BuildJob.cancel_requested_at.is_(None), or_(mine, portable)]
     order = (BuildJob.priority.desc(), BuildJob.queued_at, BuildJob.id)

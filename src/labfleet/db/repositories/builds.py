@@ -13,6 +13,7 @@ from labfleet.db.models import BuildJob, BuildLogChunk, BuildServer, BuildServer
 from labfleet.db.models.builds import QUEUED, RUNNING, SUCCEEDED
 
 _NO_SYNC = {"synchronize_session": False}
+_LOG_PAGE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,16 +204,34 @@ async def read_log(session: AsyncSession, *, job_id: int, offset: int, limit: in
         )
     )
     start = first if first is not None else 0
-    rows = await session.execute(
-        select(BuildLogChunk.offset, BuildLogChunk.data)
-        .where(BuildLogChunk.build_job_id == job_id, BuildLogChunk.offset >= start)
-        .order_by(BuildLogChunk.offset)
-    )
     out = bytearray()
-    for chunk_offset, data in rows:
-        if chunk_offset + len(data) <= offset:
-            continue
-        out += data[max(offset - chunk_offset, 0) :]
-        if len(out) >= limit:
+    while len(out) < limit:
+        # Chunks a page at a time: a long log is never loaded whole for a short read.
+        rows = (
+            await session.execute(
+                select(BuildLogChunk.offset, BuildLogChunk.data)
+                .where(BuildLogChunk.build_job_id == job_id, BuildLogChunk.offset >= start)
+                .order_by(BuildLogChunk.offset)
+                .limit(_LOG_PAGE)
+            )
+        ).all()
+        for chunk_offset, data in rows:
+            if chunk_offset + len(data) > offset:
+                out += data[max(offset - chunk_offset, 0) :]
+            start = chunk_offset + len(data)
+            if len(out) >= limit:
+                break
+        if len(rows) < _LOG_PAGE:
             break
     return offset, bytes(out[:limit])
+
+
+async def queued_pinned_to(session: AsyncSession, server_id: int, *, limit: int = 10) -> list[int]:
+    """Queued jobs that may run only on this server (submitted with it named)."""
+    rows = await session.scalars(
+        select(BuildJob.id)
+        .where(BuildJob.status == QUEUED, BuildJob.server_choice == str(server_id))
+        .order_by(BuildJob.id)
+        .limit(limit)
+    )
+    return list(rows)

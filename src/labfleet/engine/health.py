@@ -1,0 +1,117 @@
+"""Build server health checks, every ``interval`` seconds (R2.1-2.4).
+
+Each round claims the servers due (``services.build_server_health.due``, committed at
+once so that other processes skip them), then checks them at most ``concurrency`` at a
+time: the SSH probe runs outside any transaction, and each server's outcome is recorded
+and committed in a transaction of its own, so one server's trouble never holds up or
+undoes another's. Build jobs taken off a server that went offline are announced after
+the commit, so that watchers and idle workers learn at once.
+
+The checks use an SSH pool of their own: builds hold their server's session slots for as
+long as they run, and a check queued behind them would time out and count a busy server
+as unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from labfleet.engine.loops import every
+from labfleet.secretbox import SecretBox
+from labfleet.services import build_queue, builds
+from labfleet.services import build_server_health as health
+from labfleet.services.build_runner import SshPool
+from labfleet.services.build_server_health import CheckResult, HealthPolicy, Target
+from labfleet.services.events import EventBus
+
+log = logging.getLogger(__name__)
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        secrets: SecretBox,
+        pool: SshPool,
+        policy: HealthPolicy,
+        interval_s: float = 60.0,
+        concurrency: int = health.MAX_CONCURRENT_CHECKS,
+    ) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self._secrets = secrets
+        self._pool = pool
+        self._policy = policy
+        self._interval = interval_s
+        self._concurrency = concurrency
+
+    async def run(self, *, first: float | None = None) -> None:
+        """Check every ``interval`` seconds (the first round after ``first``, one interval by
+        default) until cancelled."""
+        await every(
+            self._interval,
+            "build server health checks",
+            self.check_all,
+            first=self._interval if first is None else first,
+        )
+
+    async def check_all(self) -> list[CheckResult]:
+        """One round: every server due, checked and recorded; what changed is returned."""
+        async with self._sessions() as session:
+            # Half an interval: a server another process has just checked waits for the next round.
+            targets = await health.due(session=session, secrets=self._secrets, min_gap=self._interval / 2)
+            await session.commit()
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def guarded(target: Target) -> CheckResult | None:
+            async with limit:
+                return await self.check_one(target)
+
+        outcomes = await asyncio.gather(*(guarded(t) for t in targets), return_exceptions=True)
+        results = []
+        for target, outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                log.error("health check of build server %s failed", target.hostname, exc_info=outcome)
+            elif outcome is not None:
+                results.append(outcome)
+        return results
+
+    async def check_one(self, target: Target) -> CheckResult | None:
+        """Probe one server, record the outcome, commit, announce the builds it moved."""
+        probe = await health.probe(pool=self._pool, target=target, timeout=self._policy.timeout_seconds)
+        async with self._sessions() as session:
+            result = await health.record(session=session, probe=probe, policy=self._policy)
+            await session.commit()
+        if result is None:
+            return None
+        for job_id, _ in result.jobs:
+            async with self._sessions() as session:
+                job = await build_queue.job(session=session, job_id=job_id)
+            if job is not None:
+                builds.announce(self._bus, job)
+        _log(result)
+        return result
+
+
+def _log(result: CheckResult) -> None:
+    if result.changed_status:
+        log.warning(
+            "build server %s: %s -> %s%s",
+            result.hostname,
+            result.previous_status,
+            result.status,
+            f" ({result.error})" if result.error else "",
+        )
+    elif not result.answered:
+        log.info(
+            "build server %s did not answer (%d in a row): %s", result.hostname, result.failures, result.error
+        )
+    if result.jobs:
+        log.warning("build server %s: running builds taken off it: %s", result.hostname, list(result.jobs))
