@@ -149,6 +149,8 @@ async def test_busy_servers_queue_builds_with_later_estimates(
     assert listed["count"] == 2
     starts = {j["id"]: j["estimated_start_at"] for j in listed["items"]}
     assert starts[first["id"]] < starts[second["id"]]
+    server = (await client.get(f"/api/v1/build-servers/{servers['x86-1']}")).json()
+    assert (server["active_builds"], server["queued_builds"]) == (0, 2)
 
 
 async def test_cancel_and_retry(client: httpx.AsyncClient, servers: dict[str, int]) -> None:

@@ -49,6 +49,8 @@ def build_server(s: BuildServer, base: str) -> BuildServerOut:
         toolchains=[ToolchainOut.model_validate(t, from_attributes=True) for t in s.toolchains],
         labels={label.key: label.value for label in s.labels},
         checked_at=s.checked_at,
+        active_builds=s.active_builds,
+        queued_builds=s.queued_builds,
         check_failures=s.check_failures,
         last_check_error=s.last_check_error,
         created_at=s.created_at,

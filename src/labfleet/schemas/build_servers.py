@@ -46,6 +46,8 @@ class BuildServerOut(BaseModel):
     toolchains: list[ToolchainOut]
     labels: dict[str, str]
     checked_at: datetime | None
+    active_builds: int = Field(description="Builds running on it now.")
+    queued_builds: int = Field(description="Builds placed on it, waiting for a slot.")
     check_failures: int = Field(description="Failed health checks in a row.")
     last_check_error: str | None
     created_at: datetime

@@ -45,7 +45,7 @@ BUILD_SERVERS: inventory.Collection[BuildServer] = inventory.Collection(
     sortable=frozenset({"id", "hostname", "address", "status", "created_at", "updated_at"}),
     filterable=frozenset(),
     loads=(selectinload(BuildServer.labels), selectinload(BuildServer.toolchains)),
-    refreshed=("status_choice", "updated_at"),
+    refreshed=("status_choice", "updated_at", "active_builds", "queued_builds"),
     snapshot=_snapshot,
     display=lambda s: s.hostname,
 )

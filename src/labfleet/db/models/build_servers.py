@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, String, func, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from labfleet.db.base import Base, SshEndpoint, Timestamps
+from labfleet.db.models.builds import QUEUED, RUNNING, BuildJob
 from labfleet.db.models.statuses import BuildServerStatusChoice
 
 
@@ -31,6 +32,19 @@ class BuildServer(SshEndpoint, Timestamps, Base):
     # Failed health checks in a row; at the configured limit the server goes offline (R2.3).
     check_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     last_check_error: Mapped[str | None] = mapped_column(default=None)
+    # Live from its jobs whenever it is loaded (an index lookup each): never a stale copy.
+    active_builds: Mapped[int] = column_property(
+        select(func.count(BuildJob.id))
+        .where(BuildJob.build_server_id == id, BuildJob.status == RUNNING)
+        .correlate_except(BuildJob)
+        .scalar_subquery()
+    )
+    queued_builds: Mapped[int] = column_property(
+        select(func.count(BuildJob.id))
+        .where(BuildJob.build_server_id == id, BuildJob.status == QUEUED)
+        .correlate_except(BuildJob)
+        .scalar_subquery()
+    )
 
     status_choice: Mapped[BuildServerStatusChoice] = relationship(lazy="joined")
     labels: Mapped[list[BuildServerLabel]] = relationship(
