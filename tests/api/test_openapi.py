@@ -24,12 +24,22 @@ EXPECTED = (
         ("post", "/api/v1/artifacts/{id}/pin"),
         ("delete", "/api/v1/artifacts/{id}/pin"),
         ("put", "/api/v1/build-servers/{id}/status"),
+        ("get", "/api/v1/reservations"),
+        ("post", "/api/v1/reservations"),
+        ("get", "/api/v1/reservations/{id}"),
+        ("post", "/api/v1/reservations/{id}/extend"),
+        ("post", "/api/v1/reservations/{id}/release"),
         ("get", "/api/v1/build-jobs"),
         ("post", "/api/v1/build-jobs"),
         ("get", "/api/v1/build-jobs/{id}"),
         ("post", "/api/v1/build-jobs/{id}/cancel"),
         ("post", "/api/v1/build-jobs/{id}/retry"),
         ("get", "/api/v1/build-jobs/{id}/logs"),
+        ("get", "/api/v1/boards/{id}/power"),
+        ("put", "/api/v1/boards/{id}/power"),
+        ("post", "/api/v1/boards/{id}/power-cycle"),
+        ("get", "/api/v1/boards/{id}/power-actions"),
+        ("get", "/api/v1/boards/{id}/power-actions/{action_id}"),
     }
 )
 

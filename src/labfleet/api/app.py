@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
 from labfleet.api import problems, redact
-from labfleet.api.routes import artifacts, audit, builds, events, statuses, tokens
+from labfleet.api.routes import artifacts, audit, builds, events, power, reservations, statuses, tokens
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
@@ -110,8 +110,10 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         build_servers_router,
         hosts_router,
         boards_router,
+        power.router,
         builds.router,
         events.router,
+        reservations.router,
         artifacts.router,
         tokens.router,
         audit.router,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from labfleet.db.models import Artifact, Board, BuildJob, BuildServer, Host
+from labfleet.db.models import Artifact, Board, BuildJob, BuildServer, Host, Reservation
 from labfleet.db.models.tokens import ApiToken
 from labfleet.schemas.artifacts import ArtifactOut, ArtifactType
 from labfleet.schemas.boards import BoardHealthOut, BoardOut, BoardSshOut, WiringOut
@@ -13,6 +13,7 @@ from labfleet.schemas.build_servers import BuildServerOut, ToolchainOut
 from labfleet.schemas.builds import BuildJobOut
 from labfleet.schemas.common import StatusOut
 from labfleet.schemas.hosts import HostOut
+from labfleet.schemas.reservations import ReservationOut
 from labfleet.schemas.ssh import SshOut
 from labfleet.schemas.tokens import TokenOut
 
@@ -207,4 +208,26 @@ def build_job(
         log_size=j.log_size,
         logs_url=f"{base}/build-jobs/{j.id}/logs",
         decision=j.decision if explain else None,
+    )
+
+
+def reservation(r: Reservation, base: str) -> ReservationOut:
+    what = f"host {r.host_id}" if r.host_id is not None else f"board {r.board_id}"
+    return ReservationOut(
+        id=r.id,
+        url=f"{base}/reservations/{r.id}",
+        display=f"#{r.id} {what} for {r.owner}",
+        host_id=r.host_id,
+        board_id=r.board_id,
+        owner=r.owner,
+        team=r.team,
+        purpose=r.purpose,
+        vcpus=r.vcpus,
+        memory_mb=r.memory_mb,
+        disk_gb=r.disk_gb,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        released_at=r.released_at,
+        release_reason=r.release_reason,
+        active=r.released_at is None and r.expires_at > datetime.now(r.expires_at.tzinfo),
     )

@@ -16,7 +16,7 @@ from labfleet.engine.builds import BuildWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts
+from labfleet.services import artifacts, reservations
 from labfleet.services.artifacts import Store as ArtifactStore
 from labfleet.services.build_runner import SshPool
 from labfleet.services.build_server_health import HealthPolicy
@@ -34,6 +34,7 @@ class EngineSettings:
     retention_interval_s: float = 3600.0
     health_interval_s: float = 60.0
     health_failure_limit: int = 3
+    reservation_sweep_s: float = 15.0
 
 
 class Engine:
@@ -89,9 +90,22 @@ class Engine:
                 every(s.retention_interval_s, "artifact retention", self.run_retention, first=60.0),
                 name="retention",
             ),
+            asyncio.create_task(
+                every(s.reservation_sweep_s, "reservation expiry", self.expire_reservations, first=1.0),
+                name="reservation-expiry",
+            ),
         ]
         log.info("engine started: build worker %s", self.worker.name)
         return self
+
+    async def expire_reservations(self) -> list[int]:
+        """Release every reservation past its expiry; logs which."""
+        async with self._sessions() as session:
+            released = await reservations.expire_due(session=session)
+            await session.commit()
+        if released:
+            log.info("released expired reservations %s", ", ".join(f"#{i}" for i in released))
+        return released
 
     async def run_retention(self) -> None:
         """One pass of the retention policy, as the periodic task runs it; logs what it removed."""

@@ -13,7 +13,7 @@ from labfleet.schemas.boards import BoardCreate, BoardSshIn, BoardUpdate
 from labfleet.schemas.query import ListQuery
 from labfleet.schemas.wiring import FlashConfig, PowerConfig
 from labfleet.secretbox import SecretBox
-from labfleet.services import credentials, inventory
+from labfleet.services import credentials, inventory, reservations
 from labfleet.services.validation import RegistrationValidator
 
 
@@ -159,4 +159,6 @@ async def update(
 
 
 async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:
+    """Remove it; refused while a reservation holds it (R12.4)."""
+    await reservations.ensure_unreserved(session=session, doing="remove", board_id=ident)
     await inventory.delete(BOARDS, session=session, actor=actor, ident=ident)

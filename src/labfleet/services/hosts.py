@@ -12,7 +12,7 @@ from labfleet.schemas.auth import Actor
 from labfleet.schemas.hosts import HostCreate, HostUpdate
 from labfleet.schemas.query import ListQuery
 from labfleet.secretbox import SecretBox
-from labfleet.services import credentials, inventory
+from labfleet.services import credentials, inventory, reservations
 from labfleet.services.validation import RegistrationValidator
 
 
@@ -103,4 +103,6 @@ async def update(
 
 
 async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:
+    """Remove it; refused while a reservation holds it (R12.4)."""
+    await reservations.ensure_unreserved(session=session, doing="remove", host_id=ident)
     await inventory.delete(HOSTS, session=session, actor=actor, ident=ident)
