@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from benchmarks.procs import run_together
 from benchmarks.scratch import scratch_pg
 from labfleet.config import normalize_database_url
 from labfleet.db import migrate
@@ -86,11 +86,8 @@ async def drain(url: str) -> int:
         await engine.dispose()
 
 
-def _worker(url: str, go: str, out: multiprocessing.SimpleQueue) -> None:  # type: ignore[type-arg]
-    Path(go + f".ready.{os.getpid()}").touch()
-    while not Path(go).exists():
-        time.sleep(0.001)
-    out.put(asyncio.run(drain(url)))
+def _drain(url: str) -> int:
+    return asyncio.run(drain(url))
 
 
 async def check(url: str, jobs: int) -> None:
@@ -112,20 +109,8 @@ def measure(url: str, jobs: int, workers: int, scratch: Path) -> float:
         elapsed = time.perf_counter() - t0
         assert ran == jobs, ran
     else:
-        ctx = multiprocessing.get_context("spawn")
-        go = str(scratch / f"go-{uuid.uuid4().hex}")
-        out = ctx.SimpleQueue()
-        procs = [ctx.Process(target=_worker, args=(url, go, out)) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        while len(list(scratch.glob(Path(go).name + ".ready.*"))) < workers:
-            time.sleep(0.01)
-        t0 = time.perf_counter()
-        Path(go).touch()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - t0
-        shares = sorted((out.get() for _ in procs), reverse=True)
+        elapsed, ran_each = run_together(_drain, [(url,)] * workers, scratch)
+        shares = sorted(ran_each, reverse=True)
         assert sum(shares) == jobs, shares
         print(f"    per worker: {shares}")
     asyncio.run(check(url, jobs))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import random
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from benchmarks.procs import run_together
 from benchmarks.scratch import scratch_pg
 from labfleet.config import normalize_database_url
 from labfleet.db import migrate
@@ -119,19 +119,8 @@ async def work(url: str, ops: int, seed: int, hosts: list[int], boards: list[int
         await engine.dispose()
 
 
-def _worker(
-    url: str,
-    go: str,
-    ops: int,
-    seed: int,
-    hosts: list[int],
-    boards: list[int],
-    out: multiprocessing.SimpleQueue,
-) -> None:  # type: ignore[type-arg]
-    Path(go + f".ready.{os.getpid()}").touch()
-    while not Path(go).exists():
-        time.sleep(0.001)
-    out.put(asyncio.run(work(url, ops, seed, hosts, boards)))
+def _work(url: str, ops: int, seed: int, hosts: list[int], boards: list[int]) -> tuple[int, int]:
+    return asyncio.run(work(url, ops, seed, hosts, boards))
 
 
 async def check(url: str) -> None:
@@ -167,23 +156,8 @@ def measure(url: str, args: argparse.Namespace, workers: int, scratch: Path) -> 
         results = [asyncio.run(work(url, per, 1, hosts, boards))]
         elapsed = time.perf_counter() - t0
     else:
-        ctx = multiprocessing.get_context("spawn")
-        go = str(scratch / f"go-{uuid.uuid4().hex}")
-        out = ctx.SimpleQueue()
-        procs = [
-            ctx.Process(target=_worker, args=(url, go, per, n + 1, hosts, boards, out))
-            for n in range(workers)
-        ]
-        for p in procs:
-            p.start()
-        while len(list(scratch.glob(Path(go).name + ".ready.*"))) < workers:
-            time.sleep(0.01)
-        t0 = time.perf_counter()
-        Path(go).touch()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - t0
-        results = [out.get() for _ in procs]
+        arg_sets = [(url, per, n + 1, hosts, boards) for n in range(workers)]
+        elapsed, results = run_together(_work, arg_sets, scratch)
     asyncio.run(check(url))
     done = sum(r[0] for r in results)
     refused = sum(r[1] for r in results)
