@@ -113,8 +113,8 @@ async def test_cancel_a_queued_build_and_a_running_one_whose_process_group_is_ki
     running = await rig.submit(command="echo started; sleep 300 & sleep 300; echo never")
     async with rig.engine():
         await rig.wait_log(running, "started")
+        await rig.set_slots(1)  # first: the one slot is taken, so the next job stays queued
         queued = await rig.submit(command="true", server="local-build")
-        await rig.set_slots(1)
         job = await rig.job(running)
         workspace = rig.home / (job.workspace or "?")
         assert processes_in(workspace), "the build should be running in its workspace"

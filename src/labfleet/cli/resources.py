@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labfleet.cli import pairs
+from labfleet.cli import pairs, power
 from labfleet.cli.inventory import JsonFlag, collection_app, load_file, post
 
 FromFile = Annotated[Path | None, typer.Option(help="JSON object with the fields; options override it.")]
@@ -60,6 +60,7 @@ boards = collection_app(
     noun="board",
     columns=("id", "name", "board_type", "architecture", "status", "console_url", "labels"),
 )
+boards.add_typer(power.app, name="power")
 
 
 @build_servers.command("add")

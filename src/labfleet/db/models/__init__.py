@@ -8,6 +8,7 @@ from labfleet.db.models.boards import Board, BoardHealth, BoardLabel, BoardPerip
 from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Toolchain
 from labfleet.db.models.builds import BuildJob, BuildLogChunk
 from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
+from labfleet.db.models.power import PowerAction
 from labfleet.db.models.statuses import (
     BoardStatusChoice,
     BuildJobStatusChoice,
@@ -38,6 +39,7 @@ __all__ = [
     "Host",
     "HostLabel",
     "HostStatusChoice",
+    "PowerAction",
     "Reservation",
     "ResourceGroup",
     "RetentionPolicy",
