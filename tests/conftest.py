@@ -30,6 +30,7 @@ from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
 from labfleet.services import tokens
 from labfleet.services.events import EventBus
+from labfleet.services.resource_probes import NoProbe
 from labfleet.services.validation import InputOnly
 
 BACKENDS = ("sqlite", "postgresql")
@@ -140,6 +141,7 @@ async def app(session: AsyncSession, secrets: SecretBox, tmp_path: Path) -> Fast
     app.state.validator = InputOnly()
     app.state.policy = build_policy(settings)
     app.state.bus = EventBus()
+    app.state.probe = NoProbe()
 
     async def test_session() -> AsyncIterator[AsyncSession]:
         try:

@@ -24,6 +24,8 @@ EXPECTED = (
         ("post", "/api/v1/artifacts/{id}/pin"),
         ("delete", "/api/v1/artifacts/{id}/pin"),
         ("put", "/api/v1/build-servers/{id}/status"),
+        ("put", "/api/v1/hosts/{id}/status"),
+        ("put", "/api/v1/boards/{id}/status"),
         ("get", "/api/v1/reservations"),
         ("post", "/api/v1/reservations"),
         ("get", "/api/v1/reservations/{id}"),

@@ -12,7 +12,17 @@ from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
 from labfleet.api import problems, redact
-from labfleet.api.routes import artifacts, audit, builds, events, power, reservations, statuses, tokens
+from labfleet.api.routes import (
+    artifacts,
+    audit,
+    builds,
+    events,
+    lifecycle,
+    power,
+    reservations,
+    statuses,
+    tokens,
+)
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
@@ -23,6 +33,7 @@ from labfleet.services.artifacts import open_store
 from labfleet.services.builds import BuildPolicy
 from labfleet.services.device_checks import device_checks
 from labfleet.services.events import EventBus
+from labfleet.services.resource_probes import NoProbe, live_probe
 from labfleet.services.validation import InputOnly, RegistrationValidator
 
 API = "/api/v1"
@@ -61,6 +72,10 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
                 app.state.validator = await stack.enter_async_context(device_checks())
             else:
                 app.state.validator = InputOnly()
+            if settings.device_checks:
+                app.state.probe = await stack.enter_async_context(live_probe())
+            else:
+                app.state.probe = NoProbe()
             if settings.engine:
                 app.state.engine = await stack.enter_async_context(
                     Engine(
@@ -114,6 +129,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         builds.router,
         events.router,
         reservations.router,
+        lifecycle.router,
         artifacts.router,
         tokens.router,
         audit.router,

@@ -3,6 +3,14 @@
 No I/O, no database, no asyncio: frozen dataclasses in, frozen dataclasses out.
 """
 
+from labfleet.selection.boards import (
+    BoardAlternative,
+    BoardCandidate,
+    BoardDecision,
+    BoardRequest,
+    BoardWeights,
+    select_board,
+)
 from labfleet.selection.build_servers import (
     BuildRequest,
     BuildServerCandidate,
@@ -31,9 +39,27 @@ from labfleet.selection.explanation import (
     Score,
     ScorePart,
 )
+from labfleet.selection.hosts import (
+    Acceleration,
+    HostAlternative,
+    HostCandidate,
+    HostDecision,
+    HostRequest,
+    HostThresholds,
+    HostUtilization,
+    HostWeights,
+    architectures_of,
+    select_host,
+)
 
 __all__ = [
     "DEFAULT_DURATION_S",
+    "Acceleration",
+    "BoardAlternative",
+    "BoardCandidate",
+    "BoardDecision",
+    "BoardRequest",
+    "BoardWeights",
     "BuildRequest",
     "BuildServerCandidate",
     "CandidateReport",
@@ -44,6 +70,13 @@ __all__ = [
     "EstimateSource",
     "Exclusion",
     "Explanation",
+    "HostAlternative",
+    "HostCandidate",
+    "HostDecision",
+    "HostRequest",
+    "HostThresholds",
+    "HostUtilization",
+    "HostWeights",
     "Note",
     "NoteCode",
     "Outcome",
@@ -53,6 +86,9 @@ __all__ = [
     "ScorePart",
     "Thresholds",
     "Weights",
+    "architectures_of",
     "estimated_start",
+    "select_board",
     "select_build_server",
+    "select_host",
 ]

@@ -21,6 +21,21 @@ class Exclusion(StrEnum):
     maintenance = "maintenance"
     offline = "offline"
     disk_critical = "disk_critical"
+    # Hosts and boards (R11.3, R13.2, R13.3).
+    architecture = "architecture"
+    no_kvm = "no_kvm"
+    too_small = "too_small"
+    capacity_unknown = "capacity_unknown"
+    insufficient_cpu = "insufficient_cpu"
+    insufficient_memory = "insufficient_memory"
+    insufficient_disk = "insufficient_disk"
+    over_threshold = "over_threshold"
+    board_type = "board_type"
+    peripherals = "peripherals"
+    flashing = "flashing"
+    failed = "failed"
+    unreachable = "unreachable"
+    reserved = "reserved"
 
 
 class NoteCode(StrEnum):
@@ -32,6 +47,14 @@ class NoteCode(StrEnum):
     load_unknown = "load_unknown"
     overloaded = "overloaded"
     no_free_slot = "no_free_slot"
+    # Hosts and boards (R11.4).
+    capacity_warning = "capacity_warning"
+    near_threshold = "near_threshold"
+    utilization_unknown = "utilization_unknown"
+    emulated = "emulated"
+    no_kvm = "no_kvm"
+    health_unknown = "health_unknown"
+    recent_failures = "recent_failures"
 
 
 class Outcome(StrEnum):
@@ -43,6 +66,8 @@ class Outcome(StrEnum):
     """Servers support the request but none can take builds now (offline, maintenance, disk)."""
     rejected = "rejected"
     """No server could ever take the request: answer at once (R3.3)."""
+    unavailable = "unavailable"
+    """Hosts or boards match the request but none can take it now; alternatives are suggested (R11.4)."""
 
 
 @dataclass(frozen=True, slots=True)

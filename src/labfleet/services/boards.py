@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from labfleet.db.models import Board, BoardLabel, BoardPeripheral
+from labfleet.errors import Conflict
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.boards import BoardCreate, BoardSshIn, BoardUpdate
+from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.query import ListQuery
 from labfleet.schemas.wiring import FlashConfig, PowerConfig
 from labfleet.secretbox import SecretBox
@@ -162,3 +164,17 @@ async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:
     """Remove it; refused while a reservation holds it (R12.4)."""
     await reservations.ensure_unreserved(session=session, doing="remove", board_id=ident)
     await inventory.delete(BOARDS, session=session, actor=actor, ident=ident)
+
+
+async def set_status(*, session: AsyncSession, actor: Actor, ident: int, status: BoardStatus) -> Any:
+    """Maintenance (no new reservation, running work goes on), back online, or decommissioned
+    (refused while a reservation holds it; it stays in the history) (R12). Whoever puts it
+    back online checks first that it answers (``resource_probes``)."""
+    obj = await get(session=session, ident=ident)
+    if obj.status == BoardStatus.flashing and status is not BoardStatus.flashing:
+        raise Conflict(f"board {obj.name} is being flashed; its flash job sets its status when it ends")
+    if status is BoardStatus.decommissioned:
+        await reservations.ensure_unreserved(session=session, doing="decommission", board_id=ident)
+    before = _snapshot(obj)
+    obj.status = status.value
+    return await inventory.save_changes(BOARDS, session=session, actor=actor, obj=obj, before=before)

@@ -113,16 +113,21 @@ class DeviceChecks:
         return BoardFacts(host_key=host_key)
 
     async def _console_answers(self, url: str) -> None:
-        async with SerialConsole(ConsolePort(url=url), open_timeout=self._timeout) as console:
-            # A console that says nothing to a carriage return is unplugged or off.
-            await console.write(b"\r", timeout=self._timeout)
-            try:
-                await console.expect(r"\S", timeout=self._console_timeout)
-            except DeviceError as exc:
-                raise Unreachable(
-                    f"{url}: the console said nothing within {self._console_timeout:g} s "
-                    "(is the board powered and its console wired?)"
-                ) from exc
+        await console_answers(url, timeout=self._timeout, quiet_after=self._console_timeout)
+
+
+async def console_answers(url: str, *, timeout: float, quiet_after: float) -> None:
+    """The console at ``url`` says something to a carriage return, or ``Unreachable``."""
+    async with SerialConsole(ConsolePort(url=url), open_timeout=timeout) as console:
+        # A console that says nothing to a carriage return is unplugged or off.
+        await console.write(b"\r", timeout=timeout)
+        try:
+            await console.expect(r"\S", timeout=quiet_after)
+        except DeviceError as exc:
+            raise Unreachable(
+                f"{url}: the console said nothing within {quiet_after:g} s "
+                "(is the board powered and its console wired?)"
+            ) from exc
 
 
 @asynccontextmanager

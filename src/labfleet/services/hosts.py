@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from labfleet.db.models import Host, HostLabel
 from labfleet.schemas.auth import Actor
+from labfleet.schemas.enums import ServerStatus
 from labfleet.schemas.hosts import HostCreate, HostUpdate
 from labfleet.schemas.query import ListQuery
 from labfleet.secretbox import SecretBox
@@ -106,3 +107,15 @@ async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:
     """Remove it; refused while a reservation holds it (R12.4)."""
     await reservations.ensure_unreserved(session=session, doing="remove", host_id=ident)
     await inventory.delete(HOSTS, session=session, actor=actor, ident=ident)
+
+
+async def set_status(*, session: AsyncSession, actor: Actor, ident: int, status: ServerStatus) -> Any:
+    """Maintenance (no new reservation, running work goes on), back online, or decommissioned
+    (refused while a reservation holds it; it stays in the history) (R12). Whoever puts it
+    back online checks first that it answers (``resource_probes``)."""
+    obj = await get(session=session, ident=ident)
+    if status is ServerStatus.decommissioned:
+        await reservations.ensure_unreserved(session=session, doing="decommission", host_id=ident)
+    before = _snapshot(obj)
+    obj.status = status.value
+    return await inventory.save_changes(HOSTS, session=session, actor=actor, obj=obj, before=before)
