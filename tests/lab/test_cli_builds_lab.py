@@ -92,7 +92,8 @@ def test_submit_follow_streams_the_build_and_logs_replays_it(
     code, out = submit(server, token, lab, "make", "--artifact", ARTIFACT, "--follow")
     assert code == 0, out
     ident = job_id(out)
-    assert "placed on lab-build: lab-build chosen" in out
+    # Chosen at once, or queued on it when this machine's load is above the per-core limit.
+    assert "placed on lab-build: " in out
     assert "labfleet: checked out " in out
     assert "labfleet: succeeded: 1 artifact(s) stored" in out
     assert f"build job {ident} succeeded" in out
