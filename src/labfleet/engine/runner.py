@@ -1,5 +1,5 @@
 """The engine: the build worker and the periodic jobs (lease recovery, build server health
-checks, retention), started and stopped together."""
+checks, retention, reservation expiry, abandoned power actions), started and stopped together."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from labfleet.engine.builds import BuildWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, reservations
+from labfleet.services import artifacts, power, reservations
 from labfleet.services.artifacts import Store as ArtifactStore
 from labfleet.services.build_runner import SshPool
 from labfleet.services.build_server_health import HealthPolicy
@@ -94,6 +94,10 @@ class Engine:
                 every(s.reservation_sweep_s, "reservation expiry", self.expire_reservations, first=1.0),
                 name="reservation-expiry",
             ),
+            asyncio.create_task(
+                every(s.reservation_sweep_s, "stale power actions", self.fail_stale_power_actions, first=1.0),
+                name="power-actions",
+            ),
         ]
         log.info("engine started: build worker %s", self.worker.name)
         return self
@@ -106,6 +110,13 @@ class Engine:
         if released:
             log.info("released expired reservations %s", ", ".join(f"#{i}" for i in released))
         return released
+
+    async def fail_stale_power_actions(self) -> list[int]:
+        """Power actions whose process died are failed once past their deadline, with the reason."""
+        async with self._sessions() as session:
+            failed = await power.recover_stale(session=session)
+            await session.commit()
+        return failed
 
     async def run_retention(self) -> None:
         """One pass of the retention policy, as the periodic task runs it; logs what it removed."""
