@@ -57,10 +57,16 @@ class Settings(BaseSettings):
     )
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     health_interval_seconds: float = Field(
-        default=60.0, gt=0, description="How often each build server is health-checked."
+        default=60.0, gt=0, description="How often each build server, QEMU host and board is health-checked."
     )
     health_failure_limit: int = Field(
-        default=3, ge=1, description="Failed health checks in a row after which a build server goes offline."
+        default=3,
+        ge=1,
+        description="Failed health checks in a row after which a build server or host goes offline "
+        "and a board gets its one recovery power cycle (offline if that does not bring it back).",
+    )
+    utilization_retention_days: float = Field(
+        default=7.0, gt=0, description="How long host utilization samples are kept for the graphs."
     )
     host: str = "127.0.0.1"
     port: int = 8000

@@ -5,6 +5,7 @@
     LabfleetError
     ├── NotFound              an id or name that does not exist
     ├── Conflict              unique value taken, or a state that forbids the action
+    │   └── Unavailable       nothing can take the request now (alternatives, decision)
     ├── Invalid               input that is well-formed but not acceptable (field + reason)
     ├── Unauthenticated       no credentials, or credentials that are not valid
     ├── Forbidden             valid credentials with too little role
@@ -22,6 +23,8 @@ No error carries an HTTP status: the API maps this tree to HTTP in one table.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LabfleetError(Exception):
     """Base of every error labfleet raises on purpose."""
@@ -38,6 +41,23 @@ class NotFound(LabfleetError):
 
 class Conflict(LabfleetError):
     pass
+
+
+class Unavailable(Conflict):
+    """Resources match the request but none can take it now; ``alternatives`` say what else to
+    try and what each lacks (R11.4), ``decision`` how the choice was made (R13.5)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        alternatives: list[dict[str, Any]],
+        decision: dict[str, Any] | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.alternatives = alternatives
+        self.decision = decision
 
 
 class Invalid(LabfleetError):

@@ -42,6 +42,9 @@ EXPECTED = (
         ("post", "/api/v1/boards/{id}/power-cycle"),
         ("get", "/api/v1/boards/{id}/power-actions"),
         ("get", "/api/v1/boards/{id}/power-actions/{action_id}"),
+        ("post", "/api/v1/boards/{id}/flash"),
+        ("get", "/api/v1/boards/{id}/flash-jobs"),
+        ("get", "/api/v1/flash-jobs/{id}"),
     }
 )
 

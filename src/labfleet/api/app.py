@@ -17,6 +17,7 @@ from labfleet.api.routes import (
     audit,
     builds,
     events,
+    flashing,
     lifecycle,
     power,
     reservations,
@@ -89,6 +90,8 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
                             retention_interval_s=settings.retention_interval_seconds,
                             health_interval_s=settings.health_interval_seconds,
                             health_failure_limit=settings.health_failure_limit,
+                            device_checks=settings.device_checks,
+                            utilization_retention_days=settings.utilization_retention_days,
                         ),
                     )
                 )
@@ -126,6 +129,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         hosts_router,
         boards_router,
         power.router,
+        flashing.router,
         builds.router,
         events.router,
         reservations.router,

@@ -46,6 +46,13 @@ class Problem(BaseModel):
     instance: str | None = None
     field: str | None = Field(default=None, description="The field at fault, when there is one.")
     errors: list[FieldError] = Field(default_factory=list)
+    alternatives: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="When nothing can take the request now: what else could, and what each lacks.",
+    )
+    decision: dict[str, Any] | None = Field(
+        default=None, description="How the choice was made: candidates, exclusions, scores."
+    )
 
 
 def problem_response(
@@ -56,6 +63,8 @@ def problem_response(
     field: str | None = None,
     errors_: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    alternatives: list[dict[str, Any]] | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=f"urn:labfleet:problem:{HTTPStatus(status).phrase.lower().replace(' ', '-')}",
@@ -65,6 +74,8 @@ def problem_response(
         instance=request.url.path,
         field=field,
         errors=errors_ or [],
+        alternatives=alternatives,
+        decision=decision,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers
@@ -88,8 +99,16 @@ async def _labfleet_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.Busy):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     field_errors = [FieldError(field=exc.field, reason=exc.message)] if exc.field else []
+    unavailable = exc if isinstance(exc, errors.Unavailable) else None
     return problem_response(
-        request, status, exc.message, field=exc.field, errors_=field_errors, headers=headers
+        request,
+        status,
+        exc.message,
+        field=exc.field,
+        errors_=field_errors,
+        headers=headers,
+        alternatives=unavailable.alternatives if unavailable else None,
+        decision=unavailable.decision if unavailable else None,
     )
 
 

@@ -75,6 +75,7 @@ def host(h: Host, base: str) -> HostOut:
         memory_mb=h.memory_mb,
         storage_gb=h.storage_gb,
         kvm=h.kvm,
+        native_architecture=h.native_architecture,
         architectures=sorted(h.machine_types),
         machine_types=h.machine_types,
         labels={label.key: label.value for label in h.labels},
@@ -211,7 +212,8 @@ def build_job(
     )
 
 
-def reservation(r: Reservation, base: str) -> ReservationOut:
+def reservation(r: Reservation, base: str, *, explain: bool = False) -> ReservationOut:
+    decision = r.decision
     what = f"host {r.host_id}" if r.host_id is not None else f"board {r.board_id}"
     return ReservationOut(
         id=r.id,
@@ -230,4 +232,7 @@ def reservation(r: Reservation, base: str) -> ReservationOut:
         released_at=r.released_at,
         release_reason=r.release_reason,
         active=r.released_at is None and r.expires_at > datetime.now(r.expires_at.tzinfo),
+        auto=None if decision is None else ("host" if r.host_id is not None else "board"),
+        warnings=list(decision.get("warnings", [])) if decision else [],
+        decision=decision if explain else None,
     )

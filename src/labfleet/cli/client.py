@@ -52,6 +52,13 @@ def _fail(response: httpx.Response) -> None:
     err.print(f"[red]error {response.status_code}:[/red] {detail}")
     for item in problem.get("errors", [])[1:]:
         err.print(f"  {item.get('field')}: {item.get('reason')}")
+    alternatives = problem.get("alternatives") or []
+    if alternatives:
+        err.print("alternatives:")
+    for alt in alternatives:
+        lacks = "; ".join(str(x.get("message", "")) for x in alt.get("lacks", []))
+        state = "free now" if alt.get("available_now") else f"lacks: {lacks}"
+        err.print(f"  {alt.get('name')} (#{alt.get('id')}): {state}", markup=False, highlight=False)
     raise typer.Exit(1)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labfleet.cli import pairs, power
+from labfleet.cli import flash, pairs, power
 from labfleet.cli.inventory import JsonFlag, collection_app, load_file, post
 
 FromFile = Annotated[Path | None, typer.Option(help="JSON object with the fields; options override it.")]
@@ -61,6 +61,7 @@ boards = collection_app(
     columns=("id", "name", "board_type", "architecture", "status", "console_url", "labels"),
 )
 boards.add_typer(power.app, name="power")
+boards.command("flash")(flash.flash_board)
 
 
 @build_servers.command("add")

@@ -1,11 +1,13 @@
-"""The engine: the build worker and the periodic jobs (lease recovery, build server health
-checks, retention, reservation expiry, abandoned power actions), started and stopped together."""
+"""The engine: the build worker and the periodic jobs (lease recovery, build server, host and
+board health checks, retention, reservation expiry, abandoned power actions), started and
+stopped together."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -13,15 +15,22 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.builds import BuildWorker
+from labfleet.engine.flashing import FlashWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
+from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, power, reservations
+from labfleet.services import artifacts, board_health, flashing, host_health, power, reservations
 from labfleet.services.artifacts import Store as ArtifactStore
+from labfleet.services.board_health import BoardHealthPolicy, BoardProbe
 from labfleet.services.build_runner import SshPool
 from labfleet.services.build_server_health import HealthPolicy
 from labfleet.services.builds import BuildPolicy
 from labfleet.services.events import EventBus
+from labfleet.services.host_health import HostHealthPolicy, HostProbe
+from labfleet.services.power import PowerPolicy, PowerSettings
+from labfleet.services.power_access import DeviceAccess, Hardware
+from labfleet.services.resource_probes import NoProbe, live_probe
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +43,14 @@ class EngineSettings:
     retention_interval_s: float = 3600.0
     health_interval_s: float = 60.0
     health_failure_limit: int = 3
+    """For build servers, hosts and boards alike (a board gets its recovery power cycle then)."""
     reservation_sweep_s: float = 15.0
+    device_checks: bool = True
+    """Host and board checks ask the devices; off, they trust the operator (``NoProbe``)."""
+    utilization_retention_days: float = 7.0
+    sample_prune_interval_s: float = 3600.0
+    power: PowerPolicy | None = None
+    """For the boards' state reads and recovery cycles; ``LABFLEET_POWER_*`` when None."""
 
 
 class Engine:
@@ -48,17 +64,25 @@ class Engine:
         store: ArtifactStore,
         secrets: SecretBox,
         settings: EngineSettings,
+        probe: HealthProbe | None = None,
+        hardware: Hardware | None = None,
     ) -> None:
+        """``probe`` and ``hardware`` replace the devices for host and board checks (tests);
+        by default they are the live ones, or none when ``settings.device_checks`` is off."""
         self._sessions = sessions
         self._bus = bus
         self._store = store
         self._secrets = secrets
         self._settings = settings
+        self._probe = probe
+        self._hardware = hardware
         # Health checks get connections of their own (see engine/health.py).
         self._health_pool = SshPool()
+        self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: BuildWorker | None = None
         self.health: HealthMonitor | None = None
+        self.resource_health: ResourceHealthMonitor | None = None
 
     async def __aenter__(self) -> Engine:
         s = self._settings
@@ -83,9 +107,33 @@ class Engine:
             ),
             interval_s=s.health_interval_s,
         )
+        try:
+            self.resource_health = await self._resource_health()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self.flasher = FlashWorker(
+            sessions=self._sessions,
+            bus=self._bus,
+            store=self._store,
+            secrets=self._secrets,
+            policy=flashing.FlashSettings().policy(),
+        )
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="build-worker"),
+            asyncio.create_task(self.flasher.run(), name="flash-worker"),
             asyncio.create_task(self.health.run(), name="build-server-health"),
+            asyncio.create_task(self.resource_health.run_hosts(), name="host-health"),
+            asyncio.create_task(self.resource_health.run_boards(), name="board-health"),
+            asyncio.create_task(
+                every(
+                    s.sample_prune_interval_s,
+                    "utilization sample pruning",
+                    self.resource_health.prune_samples,
+                    first=60.0,
+                ),
+                name="utilization-samples",
+            ),
             asyncio.create_task(
                 every(s.retention_interval_s, "artifact retention", self.run_retention, first=60.0),
                 name="retention",
@@ -101,6 +149,37 @@ class Engine:
         ]
         log.info("engine started: build worker %s", self.worker.name)
         return self
+
+    async def _resource_health(self) -> ResourceHealthMonitor:
+        s = self._settings
+        hosts: HostProbe
+        boards: BoardProbe
+        hardware = self._hardware
+        if self._probe is not None:
+            hosts = boards = self._probe
+        elif s.device_checks:
+            live = await self._stack.enter_async_context(live_probe())
+            hosts = host_health.LibvirtProbe()
+            boards = board_health.LiveBoardProbe(live, pool=self._health_pool)
+            if hardware is None:
+                hardware = await self._stack.enter_async_context(DeviceAccess(self._secrets))
+        else:
+            hosts, boards = host_health.ProbeOnly(NoProbe()), board_health.ProbeOnly(NoProbe())
+        return ResourceHealthMonitor(
+            sessions=self._sessions,
+            bus=self._bus,
+            secrets=self._secrets,
+            hosts=hosts,
+            boards=boards,
+            hardware=hardware,
+            host_policy=HostHealthPolicy(
+                failure_limit=s.health_failure_limit,
+                sample_retention=timedelta(days=s.utilization_retention_days),
+            ),
+            board_policy=BoardHealthPolicy(failure_limit=s.health_failure_limit),
+            power_policy=s.power or PowerSettings().policy(),
+            interval_s=s.health_interval_s,
+        )
 
     async def expire_reservations(self) -> list[int]:
         """Release every reservation past its expiry; logs which."""
@@ -147,4 +226,5 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._stack.aclose()
         await self._health_pool.close()

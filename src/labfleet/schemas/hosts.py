@@ -51,6 +51,9 @@ class HostOut(BaseModel):
     memory_mb: int | None
     storage_gb: float | None
     kvm: bool
+    native_architecture: str | None = Field(
+        default=None, description="The host CPU's own architecture, as libvirt reported it at registration."
+    )
     architectures: list[str]
     machine_types: dict[str, list[str]]
     labels: dict[str, str]

@@ -99,6 +99,7 @@ class DeviceChecks:
             storage_gb=stats.storage_gb if stats.storage_gb is not None else _gb(facts.disk_total_bytes),
             kvm=caps.kvm,
             machine_types=caps.machine_types,
+            native_architecture=caps.host_arch or None,
         )
 
     async def board(self, data: BoardCreate) -> BoardFacts:

@@ -73,6 +73,7 @@ async def register(
         storage_gb=facts.storage_gb,
         kvm=facts.kvm,
         machine_types=dict(facts.machine_types),
+        native_architecture=facts.native_architecture,
         labels=[HostLabel(key=k, value=v) for k, v in data.labels.items()],
     )
     return await inventory.save_new(HOSTS, session=session, actor=actor, obj=host)

@@ -11,6 +11,7 @@ next reservation of the same resource.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,17 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.base import utcnow
 from labfleet.db.models import Reservation
 from labfleet.db.repositories import reservations as repo
-from labfleet.errors import Conflict, Forbidden, Invalid, NotFound
+from labfleet.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.schemas.reservations import ReservationCreate
-from labfleet.services import audit
+from labfleet.schemas.reservations import AutoBoard, AutoHost, ReservationCreate
+from labfleet.selection import Outcome
+from labfleet.services import allocation, audit
 
 OBJECT_TYPE = "reservation"
 # Statuses in which a resource takes new reservations (R12.1): maintenance, offline,
 # flashing, failed and decommissioned ones take none.
 HOST_TAKES = frozenset({"online", "degraded"})
-BOARD_TAKES = frozenset({"online"})
+BOARD_TAKES = frozenset({"online", "degraded"})
+MAX_TRIES = 5
+"""How many choices an ``auto`` reservation tries when others take them first."""
 
 
 def snapshot(r: Reservation) -> dict[str, Any]:
@@ -61,33 +65,64 @@ def is_active(r: Reservation, now: datetime | None = None) -> bool:
 async def reserve(
     *, session: AsyncSession, actor: Actor, data: ReservationCreate, now: datetime | None = None
 ) -> Reservation:
-    """Hold what ``data`` asks for, or ``Conflict`` saying what is in the way; nothing else changes."""
+    """Hold what ``data`` asks for, or ``Conflict`` saying what is in the way; nothing else changes.
+
+    An ``auto`` target is chosen first (``services/allocation.py``): ``Invalid`` when nothing in
+    the pool could ever take it, ``Unavailable`` with alternatives when nothing can now.
+    """
     now = now or utcnow()
+    if data.target is not None:
+        return await _reserve_auto(session, actor, data, data.target, now)
+    ask = _Ask(data.host_id, data.board_id, data.vcpus, data.memory_mb, data.disk_gb)
+    return await _hold(session, actor, ask, purpose=data.purpose, expires_in_s=data.expires_in_s, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    host_id: int | None
+    board_id: int | None
+    vcpus: int = 0
+    memory_mb: int = 0
+    disk_gb: float = 0.0
+
+
+async def _hold(
+    session: AsyncSession,
+    actor: Actor,
+    ask: _Ask,
+    *,
+    purpose: str,
+    expires_in_s: int,
+    now: datetime,
+    decision: dict[str, Any] | None = None,
+) -> Reservation:
+    """Lock the host or board, check it can take ``ask`` under the lock, insert, audit."""
     reservation = Reservation(
-        host_id=data.host_id,
-        board_id=data.board_id,
+        host_id=ask.host_id,
+        board_id=ask.board_id,
         owner=actor.name,
         team=actor.team,
-        purpose=data.purpose,
-        vcpus=data.vcpus,
-        memory_mb=data.memory_mb,
-        disk_gb=data.disk_gb,
+        purpose=purpose,
+        vcpus=ask.vcpus,
+        memory_mb=ask.memory_mb,
+        disk_gb=ask.disk_gb,
         created_at=now,
-        expires_at=now + timedelta(seconds=data.expires_in_s),
+        expires_at=now + timedelta(seconds=expires_in_s),
+        decision=decision,
     )
-    if data.host_id is not None:
-        await _check_host(session, data, now)
+    if ask.host_id is not None:
+        await _check_host(session, ask, now)
     else:
-        assert data.board_id is not None
-        await _check_board(session, data.board_id, now)
+        assert ask.board_id is not None
+        await _check_board(session, ask.board_id, now)
     try:
         async with session.begin_nested():
             session.add(reservation)
             await session.flush()
     except IntegrityError as exc:
         # Only the board's partial unique index can refuse it here: another holder got in.
-        holder = await repo.holder_of_board(session, data.board_id or 0)
-        raise Conflict(_held_message(data.board_id or 0, holder), field="board_id") from exc
+        holder = await repo.holder_of_board(session, ask.board_id or 0)
+        raise Conflict(_held_message(ask.board_id or 0, holder), field="board_id") from exc
     await audit.record(
         session=session,
         actor=actor,
@@ -100,7 +135,58 @@ async def reserve(
     return reservation
 
 
-async def _check_host(session: AsyncSession, data: ReservationCreate, now: datetime) -> None:
+async def _reserve_auto(
+    session: AsyncSession, actor: Actor, data: ReservationCreate, target: AutoHost | AutoBoard, now: datetime
+) -> Reservation:
+    """Choose, then hold the choice under its lock; if it was taken meanwhile (another request
+    got there first), choose again without it, at most ``MAX_TRIES`` times."""
+    refused: list[dict[str, Any]] = []
+    choice: allocation.Choice | None = None
+    for _ in range(MAX_TRIES):
+        choice = await allocation.choose(session, target, now=now, skip={r["id"] for r in refused})
+        decision = allocation.with_refusals(choice.decision, refused)
+        if choice.chosen_id is None:
+            if choice.outcome is Outcome.rejected and not refused:
+                assert choice.rejection is not None
+                raise Invalid(choice.rejection, field=choice.field)
+            alternatives = [*refused, *choice.alternatives][: allocation.MAX_ALTERNATIVES]
+            summary = (
+                choice.summary if choice.outcome is not Outcome.rejected else "taken by others meanwhile"
+            )
+            raise Unavailable(
+                f"no {choice.kind} can take it now: {summary}"
+                + (f"; {len(alternatives)} alternative(s) suggested" if alternatives else ""),
+                alternatives=alternatives,
+                decision=decision,
+                field="target",
+            )
+        if isinstance(target, AutoHost):
+            ask = _Ask(choice.chosen_id, None, target.vcpus, target.memory_mb, target.disk_gb)
+        else:
+            ask = _Ask(None, choice.chosen_id)
+        try:
+            return await _hold(
+                session,
+                actor,
+                ask,
+                purpose=data.purpose,
+                expires_in_s=data.expires_in_s,
+                now=now,
+                decision=decision,
+            )
+        except (Conflict, NotFound) as exc:
+            assert choice.chosen_name is not None
+            refused.append(allocation.refused_alternative(choice.chosen_id, choice.chosen_name, exc.message))
+    assert choice is not None
+    raise Unavailable(
+        f"no {choice.kind} can take it now: the {MAX_TRIES} best were taken by others meanwhile; try again",
+        alternatives=refused,
+        decision=allocation.with_refusals(choice.decision, refused),
+        field="target",
+    )
+
+
+async def _check_host(session: AsyncSession, data: _Ask, now: datetime) -> None:
     assert data.host_id is not None
     host = await repo.lock_host(session, data.host_id)
     if host is None:

@@ -44,6 +44,7 @@ class HostFacts:
     storage_gb: float | None = None
     kvm: bool = False
     machine_types: dict[str, list[str]] = field(default_factory=dict)
+    native_architecture: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

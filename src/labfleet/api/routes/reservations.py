@@ -10,6 +10,7 @@ from labfleet.api import render
 from labfleet.api.deps import Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
+from labfleet.errors import Unavailable
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.schemas.reservations import ReservationCreate, ReservationExtend, ReservationOut
@@ -17,24 +18,41 @@ from labfleet.services import reservations
 
 router = APIRouter(prefix="/reservations", tags=["reservations"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The reservation's id.")]
+Explain = Annotated[
+    bool,
+    Query(description="For an `auto` target: how it was chosen (candidates, exclusions, scores, warnings)."),
+]
 
 
 @router.post(
     "",
     status_code=201,
     response_model=ReservationOut,
-    summary="Reserve a host's capacity or a whole board",
+    summary="Reserve a host's capacity or a whole board, named or chosen (`auto`)",
     description="409 when the host lacks the capacity (after what others hold), the board is held, "
-    "or the resource is in maintenance, flashing, offline or decommissioned. Expires by itself.",
+    "or the resource is in maintenance, flashing, offline or decommissioned. Expires by itself. "
+    "With an `auto` target labfleet chooses the best host or board that meets every requirement; "
+    "422 (naming the field) when nothing in the pool ever could, 409 with `alternatives` (what each "
+    "lacks) when nothing can now.",
     operation_id="create_reservation",
     responses=responses(404, 409),
 )
 async def create_reservation(
-    request: Request, response: Response, session: SessionDep, actor: Operator, data: ReservationCreate
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Operator,
+    data: ReservationCreate,
+    explain: Explain = False,
 ) -> ReservationOut:
-    r = await reservations.reserve(session=session, actor=actor, data=data)
+    try:
+        r = await reservations.reserve(session=session, actor=actor, data=data)
+    except Unavailable as exc:
+        if not explain:
+            exc.decision = None
+        raise
     await session.commit()
-    out = render.reservation(r, api_base(request))
+    out = render.reservation(r, api_base(request), explain=explain)
     response.headers["Location"] = out.url
     return out
 
@@ -77,8 +95,11 @@ async def list_reservations(
     operation_id="get_reservation",
     responses=responses(404),
 )
-async def get_reservation(request: Request, session: SessionDep, _: Viewer, ident: Ident) -> ReservationOut:
-    return render.reservation(await reservations.get(session=session, ident=ident), api_base(request))
+async def get_reservation(
+    request: Request, session: SessionDep, _: Viewer, ident: Ident, explain: Explain = False
+) -> ReservationOut:
+    r = await reservations.get(session=session, ident=ident)
+    return render.reservation(r, api_base(request), explain=explain)
 
 
 @router.post(

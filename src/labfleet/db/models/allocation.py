@@ -72,6 +72,8 @@ class Reservation(Base):
     expires_at: Mapped[datetime]
     released_at: Mapped[datetime | None] = mapped_column(default=None)
     release_reason: Mapped[str | None] = mapped_column(default=None)
+    # How an ``auto`` target was chosen (candidates, exclusions, scores); None when pinned.
+    decision: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     __table_args__ = (
         CheckConstraint("(host_id IS NULL) <> (board_id IS NULL)", name="one_target"),

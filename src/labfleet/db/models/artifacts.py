@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from labfleet.db.base import Base, utcnow
 
 ARTIFACT_TYPES = ("kernel", "initramfs", "rootfs", "dtb", "modules", "firmware", "other")
-HOLDER_KINDS = ("environment", "pipeline")
+HOLDER_KINDS = ("environment", "pipeline", "board", "flash-job")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:

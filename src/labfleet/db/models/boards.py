@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labfleet.db.base import Base, Timestamps
@@ -37,6 +37,10 @@ class Board(Timestamps, Base):
     flash_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     flash_secret: Mapped[str | None] = mapped_column(default=None)
     firmware_version: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The last image flashed and verified (booted): what a failed flash is rolled back to.
+    known_good_artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL"), default=None
+    )
 
     status_choice: Mapped[BoardStatusChoice] = relationship(lazy="joined")
     labels: Mapped[list[BoardLabel]] = relationship(
@@ -78,3 +82,6 @@ class BoardHealth(Base):
     power_state: Mapped[str | None] = mapped_column(String(16), default=None)
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The one automatic power cycle tried since the board last answered (property 13).
+    recovery_attempted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labfleet.db.base import Base, SshEndpoint, Timestamps
@@ -26,9 +26,14 @@ class Host(SshEndpoint, Timestamps, Base):
     memory_mb: Mapped[int | None] = mapped_column(default=None)
     storage_gb: Mapped[float | None] = mapped_column(default=None)
     kvm: Mapped[bool] = mapped_column(default=False)
+    # The host CPU's own architecture (kernel name: x86_64, arm64, ...); KVM runs only that.
+    native_architecture: Mapped[str | None] = mapped_column(String(32), default=None)
     # {"aarch64": ["virt", ...], "x86_64": ["pc", "q35", ...]}
     machine_types: Mapped[dict[str, Any]] = mapped_column(default=dict)
     checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Health checks: failed checks in a row, and what the last one could not learn.
+    check_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_check_error: Mapped[str | None] = mapped_column(Text, default=None)
 
     status_choice: Mapped[HostStatusChoice] = relationship(lazy="joined")
     labels: Mapped[list[HostLabel]] = relationship(
