@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import itertools
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from labfleet.storage import LocalStore
 KEY = Fernet.generate_key()
 BOX = SecretBox(KEY)
 FINAL = ("succeeded", "failed", "cancelled")
+_ADDRESSES = itertools.count()
 
 MAKEFILE = """\
 all:
@@ -131,10 +133,13 @@ class Rig:
 async def add_server(
     sessions: async_sessionmaker[AsyncSession], ssh: LocalSshServer, key: str, *, name: str, slots: int
 ) -> int:
+    # Unique per server (the column is): each other server gets a loopback address of its own.
+    n = next(_ADDRESSES)
+    address = "127.0.0.1" if name == "local-build" else f"127.0.{n // 250}.{n % 250 + 2}"
     async with sessions() as session:
         server = BuildServer(
             hostname=name,
-            address="127.0.0.1" if name == "local-build" else f"127.0.0.{2 + hash(name) % 200}",
+            address=address,
             ssh_port=ssh.port,
             ssh_user=getpass.getuser(),
             ssh_secret=BOX.seal({"private_key": key}),

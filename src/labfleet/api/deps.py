@@ -14,6 +14,7 @@ from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
 from labfleet.services import tokens
+from labfleet.services.events import EventBus
 from labfleet.services.validation import RegistrationValidator
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer lf_...`")
@@ -64,5 +65,12 @@ def _validator(request: Request) -> RegistrationValidator:
     return validator
 
 
+def _optional_bus(request: Request) -> EventBus | None:
+    bus: EventBus | None = getattr(request.app.state, "bus", None)
+    return bus
+
+
 SecretsDep = Annotated[SecretBox, Depends(_secrets)]
+OptionalBusDep = Annotated[EventBus | None, Depends(_optional_bus)]
+"""The app's event bus, where it has one: what is done is announced there."""
 ValidatorDep = Annotated[RegistrationValidator, Depends(_validator)]

@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from labfleet.db.models import Board
-from labfleet.errors import Conflict, LabfleetError
 from labfleet.hw.commands import CommandRunner, LocalRunner
 from labfleet.hw.console import ConsoleProtocol
 from labfleet.hw.flash import (
@@ -27,8 +26,9 @@ from labfleet.hw.flash import (
     with_site_drivers,
 )
 from labfleet.hw.power import PowerProtocol
-from labfleet.hw.ssh import SshPool, SshRunner, SshTarget
+from labfleet.hw.ssh import SshPool, SshRunner
 from labfleet.secretbox import SecretBox
+from labfleet.services.board_wiring import controller_runner, open_secret, unconfigured, usable_wiring
 from labfleet.services.power_access import BoardWiring, DeviceAccess
 
 
@@ -113,34 +113,19 @@ class FlashAccess:
 
     def flash(self, wiring: FlashWiring) -> FlashProtocol:
         if wiring.flash_driver is None:
-            raise Conflict(f"board {wiring.name} has no flash station configured", field="flash")
-        try:
-            secret = self._secrets.open(wiring.flash_secret) if wiring.flash_secret else {}
+            raise unconfigured(wiring.name, "flash station", field="flash")
+        with usable_wiring(wiring.name, "flash", wiring.flash_driver):
+            secret = open_secret(self._secrets, wiring.flash_secret)
             params: dict[str, Any] = {**wiring.flash_params, "board": wiring.name}
-            host = params.get("host")
-            if host:
-                runner = SshRunner(
-                    pool=self._pool,
-                    target=SshTarget(
-                        host=str(host),
-                        port=int(params.get("ssh_port", 22)),
-                        username=str(params.get("ssh_user", "root")),
-                        private_key=secret.get("private_key"),
-                        password=secret.get("password"),
-                    ),
-                )
-                deps = FlashDeps(runner=runner, transfer=_transfer(runner))
-            else:
-                # Site commands without a host run here, on the labfleet host.
-                deps = FlashDeps(runner=self._local)
+            runner = controller_runner(self._pool, params, secret)
+            # Site commands without a host run here, on the labfleet host.
+            deps = (
+                FlashDeps(runner=self._local)
+                if runner is None
+                else FlashDeps(runner=runner, transfer=_transfer(runner))
+            )
             drivers = self._drivers if self._drivers is not None else _drivers()
             return build_flash(wiring.flash_driver, params, deps, drivers=drivers)
-        except LabfleetError as exc:
-            raise Conflict(
-                f"board {wiring.name}: its flash wiring ({wiring.flash_driver}) cannot be used: "
-                f"{exc.message}",
-                field="flash",
-            ) from exc
 
     def power(self, wiring: BoardWiring) -> PowerProtocol:
         return self._power.power(wiring)

@@ -72,8 +72,9 @@ from labfleet.hw.flash import FlashProgress, FlashProtocol, ImageDigest, Phase
 from labfleet.schemas.auth import SYSTEM, Actor
 from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.flashing import FlashRequest
-from labfleet.services import alerts, artifacts, audit
+from labfleet.services import artifacts, audit, board_records
 from labfleet.services.artifacts import Store
+from labfleet.services.board_wiring import unconfigured
 from labfleet.services.device_locks import device_lock
 from labfleet.services.events import EventBus
 from labfleet.services.flash_access import FlashHardware, FlashWiring
@@ -88,7 +89,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 TOPIC_ALL = "flash-jobs"
 """Every job's status: workers wake on it."""
-RESOURCE_KIND = "board"
+RESOURCE_KIND = board_records.RESOURCE_KIND
 FLASH_FAILED = "flash-failed"
 OBJECT_TYPE = "flash-job"
 
@@ -177,7 +178,7 @@ async def request_flash(
     if board is None:
         raise NotFound(f"no board with id {board_id}", field="id")
     if board.flash_driver is None:
-        raise Conflict(f"board {board.name} has no flash station configured", field="flash")
+        raise unconfigured(board.name, "flash station", field="flash")
     status = BoardStatus(board.status)
     if status is BoardStatus.flashing:
         other = await repo.active_for(session, board.id)
@@ -249,13 +250,11 @@ async def request_flash(
         display=display(job, board.name),
         after=snapshot(job),
     )
-    await audit.record(
+    await board_records.audit_update(
         session=session,
         actor=actor,
-        action="update",
-        object_type="board",
-        object_id=board.id,
-        display=board.name,
+        board_id=board.id,
+        name=board.name,
         before={"status": before},
         after={"status": BoardStatus.flashing.value},
     )
@@ -778,31 +777,24 @@ class JobRun:
             await repo.let_go(session, holder_kind=repo.JOB_HOLDER, holder_id=job.id)
             actor = Actor(name=job.requested_by, role=SYSTEM.role, team=job.team)
             if verdict.alert is not None:
-                await alerts.raise_alert(
+                await board_records.raise_alert(
                     session=session,
-                    resource_kind=RESOURCE_KIND,
-                    resource_id=board.id,
+                    board_id=board.id,
                     kind=FLASH_FAILED,
                     severity="critical",
                     message=verdict.alert,
                     now=now,
                 )
             elif verdict.status == SUCCEEDED:
-                await alerts.resolve_alert(
-                    session=session,
-                    resource_kind=RESOURCE_KIND,
-                    resource_id=board.id,
-                    kind=FLASH_FAILED,
-                    now=now,
+                await board_records.resolve_alert(
+                    session=session, board_id=board.id, kind=FLASH_FAILED, now=now
                 )
             if before is not None:
-                await audit.record(
+                await board_records.audit_update(
                     session=session,
                     actor=actor,
-                    action="update",
-                    object_type="board",
-                    object_id=board.id,
-                    display=board.name,
+                    board_id=board.id,
+                    name=board.name,
                     before={"status": before, "firmware_version": board.firmware_version},
                     after={k: v for k, v in board_values.items() if k != "known_good_artifact_id"},
                 )
@@ -839,23 +831,20 @@ async def _board_failed(
         values={"status": BoardStatus.failed.value},
         when_status=BoardStatus.flashing.value,
     )
-    await alerts.raise_alert(
+    await board_records.raise_alert(
         session=session,
-        resource_kind=RESOURCE_KIND,
-        resource_id=job.board_id,
+        board_id=job.board_id,
         kind=FLASH_FAILED,
         severity="critical",
         message=f"board {name}: flash job #{job.id} failed: {reason}",
         now=now,
     )
     if before is not None:
-        await audit.record(
+        await board_records.audit_update(
             session=session,
             actor=actor,
-            action="update",
-            object_type="board",
-            object_id=job.board_id,
-            display=name,
+            board_id=job.board_id,
+            name=name,
             before={"status": before},
             after={"status": BoardStatus.failed.value},
         )

@@ -59,7 +59,7 @@ from labfleet.hw.power import PowerProtocol, PowerState
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.power import PowerCycleIn
-from labfleet.services import alerts, audit, boards
+from labfleet.services import board_records, boards
 from labfleet.services.device_locks import device_lock
 from labfleet.services.events import EventBus
 from labfleet.services.power_access import BoardWiring, Hardware
@@ -67,7 +67,7 @@ from labfleet.services.power_cycle import CyclePlan, CycleResult, Sleep, Step, r
 
 log = logging.getLogger(__name__)
 
-RESOURCE_KIND = "board"
+RESOURCE_KIND = board_records.RESOURCE_KIND
 BOOT_FAILED = "boot-failed"
 POWER_CONTROLLER = "power-controller"
 BOOT_PATTERN_LABEL = "boot-pattern"
@@ -434,10 +434,9 @@ async def _consequences(
     error = outcome.controller_error
     if error is not None and not isinstance(error, Busy):
         answers = not isinstance(error, Unreachable | Timeout)
-        await alerts.raise_alert(
+        await board_records.raise_alert(
             session=session,
-            resource_kind=RESOURCE_KIND,
-            resource_id=board.id,
+            board_id=board.id,
             kind=POWER_CONTROLLER,
             severity="warning" if answers else "critical",
             message=f"board {board.name}: its power controller "
@@ -445,14 +444,11 @@ async def _consequences(
             now=now,
         )
     elif outcome.controller_answered:
-        await alerts.resolve_alert(
-            session=session, resource_kind=RESOURCE_KIND, resource_id=board.id, kind=POWER_CONTROLLER, now=now
-        )
+        await board_records.resolve_alert(session=session, board_id=board.id, kind=POWER_CONTROLLER, now=now)
     if outcome.boot_failed:
-        await alerts.raise_alert(
+        await board_records.raise_alert(
             session=session,
-            resource_kind=RESOURCE_KIND,
-            resource_id=board.id,
+            board_id=board.id,
             kind=BOOT_FAILED,
             severity="critical",
             message=f"board {board.name} did not boot: {outcome.error}",
@@ -460,9 +456,7 @@ async def _consequences(
         )
         await _set_status(session, actor, board, BoardStatus.failed, _MAY_FAIL)
     elif outcome.booted:
-        await alerts.resolve_alert(
-            session=session, resource_kind=RESOURCE_KIND, resource_id=board.id, kind=BOOT_FAILED, now=now
-        )
+        await board_records.resolve_alert(session=session, board_id=board.id, kind=BOOT_FAILED, now=now)
         await _set_status(session, actor, board, BoardStatus.online, {BoardStatus.failed})
 
 
@@ -478,13 +472,11 @@ async def _set_status(
     )
     if before is None:
         return
-    await audit.record(
+    await board_records.audit_update(
         session=session,
         actor=actor,
-        action="update",
-        object_type="board",
-        object_id=board.id,
-        display=board.name,
+        board_id=board.id,
+        name=board.name,
         before={"status": before},
         after={"status": status.value},
     )

@@ -16,12 +16,12 @@ from typing import Any, Protocol
 import httpx
 
 from labfleet.db.models import Board
-from labfleet.errors import Conflict, LabfleetError
 from labfleet.hw.commands import CommandRunner, LocalRunner
 from labfleet.hw.console import ConsolePort, ConsoleProtocol, SerialConsole
 from labfleet.hw.power import PowerDeps, PowerDriver, PowerProtocol, build_power, with_site_drivers
-from labfleet.hw.ssh import SshPool, SshRunner, SshTarget
+from labfleet.hw.ssh import SshPool
 from labfleet.secretbox import SecretBox
+from labfleet.services.board_wiring import controller_runner, open_secret, unconfigured, usable_wiring
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +96,12 @@ class DeviceAccess:
 
     def power(self, wiring: BoardWiring) -> PowerProtocol:
         if wiring.power_driver is None:
-            raise Conflict(f"board {wiring.name} has no power control configured", field="power")
-        try:
-            secret = self._secrets.open(wiring.power_secret) if wiring.power_secret else {}
+            raise unconfigured(wiring.name, "power control", field="power")
+        with usable_wiring(wiring.name, "power", wiring.power_driver):
+            secret = open_secret(self._secrets, wiring.power_secret)
             deps = PowerDeps(runner=self._runner(wiring.power_params, secret), http=self._client(secret))
             drivers = self._drivers if self._drivers is not None else _drivers()
             return build_power(wiring.power_driver, wiring.power_params, deps, drivers=drivers)
-        except LabfleetError as exc:
-            raise Conflict(
-                f"board {wiring.name}: its power wiring ({wiring.power_driver}) cannot be used: "
-                f"{exc.message}",
-                field="power",
-            ) from exc
 
     def console(self, wiring: BoardWiring) -> ConsoleProtocol | None:
         if wiring.console_url is None:
@@ -117,17 +111,8 @@ class DeviceAccess:
     def _runner(self, params: Mapping[str, Any], secret: Mapping[str, Any]) -> CommandRunner:
         # Drivers that run a tool on a controller name its host (usb-hub, gpio-relay); site
         # commands without one run here, on the labfleet host.
-        host = params.get("host")
-        if not host:
-            return self._local
-        target = SshTarget(
-            host=str(host),
-            port=int(params.get("ssh_port", 22)),
-            username=str(params.get("ssh_user", "root")),
-            private_key=secret.get("private_key"),
-            password=secret.get("password"),
-        )
-        return SshRunner(pool=self._pool, target=target)
+        runner = controller_runner(self._pool, params, secret)
+        return self._local if runner is None else runner
 
     def _client(self, secret: Mapping[str, Any]) -> httpx.AsyncClient:
         # pdudaemon itself has no authentication; one behind a proxy with basic auth gets it.

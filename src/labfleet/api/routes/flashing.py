@@ -7,7 +7,7 @@ from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
-from labfleet.api.deps import Operator, SessionDep, Viewer
+from labfleet.api.deps import Operator, OptionalBusDep, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Board, FlashJob
@@ -21,7 +21,6 @@ from labfleet.schemas.flashing import (
 )
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.services import boards, flashing
-from labfleet.services.events import EventBus
 
 router = APIRouter(tags=["flashing"], responses=responses(401, 403, 422))
 BoardIdent = Annotated[int, Path(alias="id", description="The board's id.")]
@@ -34,13 +33,7 @@ def policy() -> flashing.FlashPolicy:
     return flashing.FlashSettings().policy()
 
 
-def _bus(request: Request) -> EventBus | None:
-    bus: EventBus | None = getattr(request.app.state, "bus", None)
-    return bus
-
-
 PolicyDep = Annotated[flashing.FlashPolicy, Depends(policy)]
-BusDep = Annotated[EventBus | None, Depends(_bus)]
 
 
 def render(job: FlashJob, board: Board, base: str) -> FlashJobOut:
@@ -91,7 +84,7 @@ async def flash_board(
     session: SessionDep,
     actor: Operator,
     defaults: PolicyDep,
-    bus: BusDep,
+    bus: OptionalBusDep,
     ident: BoardIdent,
     data: FlashRequest,
 ) -> FlashJobOut:

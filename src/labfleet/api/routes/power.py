@@ -8,7 +8,7 @@ from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
-from labfleet.api.deps import Operator, SessionDep, Viewer
+from labfleet.api.deps import Operator, OptionalBusDep, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Board, PowerAction
@@ -17,7 +17,6 @@ from labfleet.schemas.power import ACTION_STATUSES, ActionName, PowerActionOut, 
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.secretbox import SecretBox
 from labfleet.services import boards, power
-from labfleet.services.events import EventBus
 from labfleet.services.power_access import DeviceAccess, Hardware
 
 router = APIRouter(prefix="/boards", tags=["power"], responses=responses(401, 403, 422))
@@ -43,14 +42,8 @@ def policy() -> power.PowerPolicy:
     return power.PowerSettings().policy()
 
 
-def _bus(request: Request) -> EventBus | None:
-    bus: EventBus | None = getattr(request.app.state, "bus", None)
-    return bus
-
-
 HardwareDep = Annotated[Hardware, Depends(hardware)]
 PolicyDep = Annotated[power.PowerPolicy, Depends(policy)]
-BusDep = Annotated[EventBus | None, Depends(_bus)]
 
 
 def render(action: PowerAction, board: Board, base: str) -> PowerActionOut:
@@ -92,7 +85,7 @@ async def get_board_power(
     actor: Viewer,
     hw: HardwareDep,
     defaults: PolicyDep,
-    bus: BusDep,
+    bus: OptionalBusDep,
     ident: Ident,
 ) -> PowerActionOut:
     action = await power.read_state(
@@ -116,7 +109,7 @@ async def set_board_power(
     actor: Operator,
     hw: HardwareDep,
     defaults: PolicyDep,
-    bus: BusDep,
+    bus: OptionalBusDep,
     ident: Ident,
     data: PowerSet,
 ) -> PowerActionOut:
@@ -144,7 +137,7 @@ async def power_cycle_board(
     actor: Operator,
     hw: HardwareDep,
     defaults: PolicyDep,
-    bus: BusDep,
+    bus: OptionalBusDep,
     ident: Ident,
     options: Annotated[PowerCycleIn | None, Body()] = None,
 ) -> PowerActionOut:

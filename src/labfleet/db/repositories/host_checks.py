@@ -1,106 +1,58 @@
 """The writes of QEMU host health checks, each one conditional, and the utilization history.
 
-As for build servers (``build_server_checks``): a check is not an edit, so ``updated_at``
-is named in every statement and keeps the time of the last change people made.
+The check statements are ``health_checks``'s, shared with build servers (``build_server_checks``):
+a check is not an edit, so ``updated_at`` is named in every statement and keeps the time of
+the last change people made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Host, Reservation, UtilizationSample
+from labfleet.db.repositories import health_checks
+from labfleet.db.repositories.health_checks import DECOMMISSIONED, DEGRADED, OFFLINE, ONLINE
 from labfleet.db.repositories.reservations import active
 
 _NO_SYNC = {"synchronize_session": False}
-ONLINE = "online"
-OFFLINE = "offline"
-DEGRADED = "degraded"
-DECOMMISSIONED = "decommissioned"
+_REACH = (Host.id, Host.hostname, Host.status, Host.libvirt_uri)
 
 
 async def claim_due(session: AsyncSession, *, now: datetime, min_gap: float) -> Sequence[Any]:
     """Hosts not decommissioned whose last check is older than ``min_gap`` seconds, marked
     checked now (so that other processes skip them); with what is needed to reach each."""
-    stmt = (
-        update(Host)
-        .where(
-            Host.status != DECOMMISSIONED,
-            or_(Host.checked_at.is_(None), Host.checked_at <= now - timedelta(seconds=min_gap)),
-        )
-        .values(checked_at=now, updated_at=Host.updated_at)
-        .returning(Host.id, Host.hostname, Host.status, Host.libvirt_uri)
-        .execution_options(**_NO_SYNC)
-    )
-    return (await session.execute(stmt)).all()
+    return await health_checks.claim_due(session, Host, now=now, min_gap=min_gap, returning=_REACH)
 
 
 async def record_answer(
     session: AsyncSession, *, host_id: int, capacity: dict[str, Any], problems: str | None, now: datetime
 ) -> str | None:
     """Capacity refreshed, failures reset; the status before, or None if gone or decommissioned."""
-    stmt = (
-        update(Host)
-        .where(Host.id == host_id, Host.status != DECOMMISSIONED)
-        .values(
-            **capacity,
-            checked_at=now,
-            check_failures=0,
-            last_check_error=problems,
-            updated_at=Host.updated_at,
-        )
-        .returning(Host.status)
-        .execution_options(**_NO_SYNC)
+    return await health_checks.record_answer(
+        session, Host, ident=host_id, capacity=capacity, problems=problems, now=now
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def bring_back_online(session: AsyncSession, *, host_id: int) -> bool:
     """An ``offline`` host that answered is ``online`` again; other statuses stay."""
-    stmt = (
-        update(Host)
-        .where(Host.id == host_id, Host.status == OFFLINE)
-        .values(status=ONLINE)
-        .returning(Host.id)
-        .execution_options(**_NO_SYNC)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    return await health_checks.bring_back_online(session, Host, ident=host_id)
 
 
 async def record_failure(
     session: AsyncSession, *, host_id: int, error: str, now: datetime
 ) -> tuple[int, str] | None:
     """One more failed check in a row: (failures in a row, status), or None if gone or decommissioned."""
-    stmt = (
-        update(Host)
-        .where(Host.id == host_id, Host.status != DECOMMISSIONED)
-        .values(
-            check_failures=Host.check_failures + 1,
-            last_check_error=error,
-            checked_at=now,
-            updated_at=Host.updated_at,
-        )
-        .returning(Host.check_failures, Host.status)
-        .execution_options(**_NO_SYNC)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return await health_checks.record_failure(session, Host, ident=host_id, error=error, now=now)
 
 
 async def take_offline(session: AsyncSession, *, host_id: int) -> bool:
     """An ``online`` or ``degraded`` host goes ``offline``; maintenance stays as it is."""
-    stmt = (
-        update(Host)
-        .where(Host.id == host_id, Host.status.in_((ONLINE, DEGRADED)))
-        .values(status=OFFLINE)
-        .returning(Host.id)
-        .execution_options(**_NO_SYNC)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    return await health_checks.take_offline(session, Host, ident=host_id)
 
 
 async def add_sample(
@@ -164,3 +116,21 @@ async def holders(session: AsyncSession, *, host_id: int, now: datetime) -> list
         .order_by(Reservation.id)
     )
     return [(int(i), str(o)) for i, o in await session.execute(stmt)]
+
+
+__all__ = [
+    "DECOMMISSIONED",
+    "DEGRADED",
+    "OFFLINE",
+    "ONLINE",
+    "add_sample",
+    "bring_back_online",
+    "claim_due",
+    "holders",
+    "last_running_vms",
+    "prune_samples",
+    "record_answer",
+    "record_failure",
+    "samples",
+    "take_offline",
+]
