@@ -32,6 +32,17 @@ from typing import Any
 
 from labfleet.errors import Invalid
 from labfleet.schemas.enums import Architecture, ServerStatus
+from labfleet.selection.common import (
+    DECOMMISSIONED,
+    ScoreWeights,
+    check_unique,
+    describe_labels,
+    describe_request,
+    explainer,
+    missing_labels,
+    pinned_rejection,
+    scored,
+)
 from labfleet.selection.estimates import Estimate, EstimateModel
 from labfleet.selection.explanation import (
     CandidateReport,
@@ -43,11 +54,7 @@ from labfleet.selection.explanation import (
     Reason,
     Rejection,
     Score,
-    ScorePart,
 )
-
-_ROUND = 6
-"""Scores are rounded so that equal servers tie exactly, whatever the float noise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,25 +112,11 @@ class Thresholds:
 
 
 @dataclass(frozen=True, slots=True)
-class Weights:
+class Weights(ScoreWeights):
     load: float = 0.35
     slots: float = 0.25
     queue: float = 0.2
     duration: float = 0.2
-
-    def __post_init__(self) -> None:
-        values = (self.load, self.slots, self.queue, self.duration)
-        if any(w < 0 for w in values) or sum(values) <= 0:
-            raise Invalid("weights must be non-negative and not all zero", field="weights")
-
-    def normalised(self) -> dict[str, float]:
-        total = self.load + self.slots + self.queue + self.duration
-        return {
-            "load": self.load / total,
-            "slots": self.slots / total,
-            "queue": self.queue / total,
-            "duration": self.duration / total,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +146,11 @@ def _permanent_reasons(c: BuildServerCandidate, request: BuildRequest) -> list[R
     reasons: list[Reason] = []
     arch = request.architecture.value
     if c.status is ServerStatus.decommissioned:
-        reasons.append(Reason(Exclusion.decommissioned, "decommissioned: out of the pool"))
+        reasons.append(DECOMMISSIONED)
     if request.architecture not in c.architectures:
         reasons.append(Reason(Exclusion.no_toolchain, f"no toolchain for {arch}"))
-    if request.labels:
-        missing = [f"{k}={v}" for k, v in request.labels.items() if c.labels.get(k) != v]
-        if missing:
-            reasons.append(Reason(Exclusion.labels, f"lacks label {', '.join(sorted(missing))}"))
+    if request.labels and (lacking := missing_labels(request.labels, c.labels)) is not None:
+        reasons.append(lacking)
     return reasons
 
 
@@ -232,41 +223,28 @@ def _score(
     queued = max(c.queued_builds, 0)
     queue = 1.0 / (1 + queued)
     duration = fastest_s / estimate.seconds
-    parts = (
-        ScorePart("load", round(load, _ROUND), weights["load"], load_detail),
-        ScorePart("slots", round(slots, _ROUND), weights["slots"], f"{c.free_slots}/{capacity} free"),
-        ScorePart("queue", round(queue, _ROUND), weights["queue"], f"{queued} queued"),
-        ScorePart("duration", round(duration, _ROUND), weights["duration"], estimate.describe()),
+    return scored(
+        weights,
+        ("load", load, load_detail),
+        ("slots", slots, f"{c.free_slots}/{capacity} free"),
+        ("queue", queue, f"{queued} queued"),
+        ("duration", duration, estimate.describe()),
     )
-    return Score(round(sum(p.contribution for p in parts), _ROUND), parts)
-
-
-def _request_dict(request: BuildRequest) -> dict[str, Any]:
-    return {
-        "architecture": request.architecture.value,
-        "server_id": request.server_id,
-        "labels": dict(request.labels),
-        "repository": request.repository,
-        "duration_hint_s": request.duration_hint_s,
-    }
 
 
 def _rejection(request: BuildRequest, reports: Sequence[CandidateReport]) -> Rejection:
     arch = request.architecture.value
     if request.server_id is not None:
-        pinned = next((r for r in reports if r.id == request.server_id), None)
-        if pinned is None:
-            return Rejection(Exclusion.not_pinned, f"no build server with id {request.server_id}")
-        first = pinned.reasons[0]
-        return Rejection(first.code, f"build server {pinned.name} cannot take it: {first.message}")
+        found = ((r.id, r.name, r.reasons) for r in reports)
+        return pinned_rejection("build server", request.server_id, found)
     codes = {r.code for report in reports for r in report.reasons}
     toolchain = [r for r in reports if not any(x.code is Exclusion.no_toolchain for x in r.reasons)]
     in_pool = [r for r in toolchain if not any(x.code is Exclusion.decommissioned for x in r.reasons)]
     if not in_pool:
         suffix = " in the pool" if toolchain else ""
         return Rejection(Exclusion.no_toolchain, f"no server{suffix} has a toolchain for {arch}")
-    wanted = ", ".join(f"{k}={v}" for k, v in sorted(request.labels.items()))
     code = Exclusion.labels if Exclusion.labels in codes else Exclusion.no_toolchain
+    wanted = describe_labels(request.labels)
     return Rejection(code, f"no server with a toolchain for {arch} has the labels {wanted}")
 
 
@@ -282,11 +260,7 @@ def select_build_server(
     thresholds = thresholds or Thresholds()
     history = history or EstimateModel()
     normalised = (weights or Weights()).normalised()
-    seen: set[int] = set()
-    for c in candidates:
-        if c.id in seen:
-            raise Invalid(f"build server {c.id} is a candidate twice", field="candidates")
-        seen.add(c.id)
+    check_unique(candidates, "build server")
 
     excluded: list[CandidateReport] = []
     eligible: list[tuple[BuildServerCandidate, Estimate]] = []
@@ -348,10 +322,7 @@ def select_build_server(
         ]
         + excluded
     )
-    request_dict = _request_dict(request)
-
-    def explain(outcome: Outcome, summary: str, chosen_id: int | None = None) -> Explanation:
-        return Explanation(outcome, summary, request_dict, normalised, reports, chosen_id)
+    explain = explainer(describe_request(request), normalised, reports)
 
     if ranked:
         _, best_report, best = ranked[0]
@@ -363,6 +334,6 @@ def select_build_server(
         return Decision(best, True, explain(Outcome.queued, summary, best.id))
     if placeable:
         summary = "servers support the request but none can take builds now; it waits"
-        return Decision(None, True, explain(Outcome.waiting, summary))
+        return Decision(None, True, explain(Outcome.waiting, summary, None))
     rejection = _rejection(request, reports)
-    return Decision(None, False, explain(Outcome.rejected, rejection.message), rejection)
+    return Decision(None, False, explain(Outcome.rejected, rejection.message, None), rejection)

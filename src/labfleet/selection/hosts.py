@@ -30,7 +30,7 @@ Outcomes: ``assigned``; ``unavailable`` when hosts could take the request but no
 (full, in maintenance, offline or over threshold), with ``alternatives``; ``rejected`` when
 none could ever (the API answers 422). Alternatives (R11.4) are, best first: for a pinned
 request, the other hosts that could take it now; then hosts that could take it once what
-they lack passes, nearest first (see ``_nearness``).
+they lack passes, nearest first (see ``_Hosts.nearness``).
 """
 
 from __future__ import annotations
@@ -43,21 +43,20 @@ from typing import Any
 
 from labfleet.errors import Invalid
 from labfleet.schemas.enums import ARCHITECTURE_ALIASES, Architecture, ServerStatus
-from labfleet.selection.explanation import (
-    CandidateReport,
-    Exclusion,
-    Explanation,
-    Note,
-    NoteCode,
-    Outcome,
-    Reason,
-    Rejection,
-    Score,
-    ScorePart,
+from labfleet.selection.common import (
+    DECOMMISSIONED,
+    ROUND,
+    Allocation,
+    Allocator,
+    Alternative,
+    Assessment,
+    ScoreWeights,
+    describe_labels,
+    meeting,
+    missing_labels,
+    scored,
 )
-
-_ROUND = 6
-"""Scores are rounded so that equal hosts tie exactly, whatever the float noise."""
+from labfleet.selection.explanation import Exclusion, Note, NoteCode, Reason, Rejection, Score
 
 
 class Acceleration(StrEnum):
@@ -179,29 +178,15 @@ class HostThresholds:
 
 
 @dataclass(frozen=True, slots=True)
-class HostWeights:
+class HostWeights(ScoreWeights):
     cpu: float = 0.3
     memory: float = 0.3
     disk: float = 0.1
     utilization: float = 0.3
 
-    def __post_init__(self) -> None:
-        values = (self.cpu, self.memory, self.disk, self.utilization)
-        if any(w < 0 for w in values) or sum(values) <= 0:
-            raise Invalid("weights must be non-negative and not all zero", field="weights")
-
-    def normalised(self) -> dict[str, float]:
-        total = self.cpu + self.memory + self.disk + self.utilization
-        return {
-            "cpu": self.cpu / total,
-            "memory": self.memory / total,
-            "disk": self.disk / total,
-            "utilization": self.utilization / total,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class HostAlternative:
+class HostAlternative(Alternative):
     """A host to suggest when the request cannot be placed as asked (R11.4).
 
     ``available_now``: it could take the request now (the pinned host could not). Otherwise
@@ -209,10 +194,6 @@ class HostAlternative:
     so a smaller request can be tried.
     """
 
-    id: int
-    name: str
-    available_now: bool
-    lacks: tuple[Reason, ...]
     acceleration: Acceleration
     free_vcpus: int | None
     free_memory_mb: int | None
@@ -220,10 +201,7 @@ class HostAlternative:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "name": self.name,
-            "available_now": self.available_now,
-            "lacks": [r.as_dict() for r in self.lacks],
+            **Alternative.as_dict(self),
             "acceleration": self.acceleration.value,
             "free_vcpus": self.free_vcpus,
             "free_memory_mb": self.free_memory_mb,
@@ -235,17 +213,8 @@ _WARNINGS = frozenset({NoteCode.capacity_warning, NoteCode.near_threshold, NoteC
 
 
 @dataclass(frozen=True, slots=True)
-class HostDecision:
+class HostDecision(Allocation[HostCandidate, HostAlternative]):
     """The choice: a host (or none), why, and what else to try when none can take it."""
-
-    chosen: HostCandidate | None
-    explanation: Explanation
-    alternatives: tuple[HostAlternative, ...] = ()
-    rejected: Rejection | None = None
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.explanation.outcome
 
     @property
     def warnings(self) -> tuple[Note, ...]:
@@ -254,30 +223,15 @@ class HostDecision:
             return ()
         return tuple(n for n in self.explanation.report(self.chosen.id).notes if n.code in _WARNINGS)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chosen_id": self.chosen.id if self.chosen is not None else None,
-            "rejected": self.rejected.as_dict() if self.rejected is not None else None,
-            "warnings": [n.as_dict() for n in self.warnings],
-            "alternatives": [a.as_dict() for a in self.alternatives],
-            "explanation": self.explanation.as_dict(),
-        }
+    def _extra(self) -> dict[str, Any]:
+        return {"warnings": [n.as_dict() for n in self.warnings]}
 
 
 @dataclass(frozen=True, slots=True)
-class _Assessment:
-    candidate: HostCandidate
+class _Assessment(Assessment[HostCandidate]):
     acceleration: Acceleration | None
-    permanent: tuple[Reason, ...]
-    """Reasons that will not pass on their own: they make a request unplaceable (422)."""
-    transient: tuple[Reason, ...]
-    """Reasons that pass when reservations end, load drops or an operator acts."""
     shortfall: float
     """How far it is from taking the request: relative capacity deficits plus threshold excess."""
-
-    @property
-    def eligible(self) -> bool:
-        return not self.permanent and not self.transient
 
     @property
     def tier(self) -> int:
@@ -296,7 +250,7 @@ def _cannot_run(runs: frozenset[Architecture], want: Architecture) -> Reason:
     return Reason(Exclusion.architecture, f"cannot run {want.value} (runs {listed})")
 
 
-_DECOMMISSIONED = Reason(Exclusion.decommissioned, "decommissioned: out of the pool")
+_DEGRADED = Note(NoteCode.degraded, "degraded")
 _NO_KVM = Reason(Exclusion.no_kvm, "no KVM on this host")
 _STATUS_REASONS = {
     ServerStatus.maintenance: Reason(
@@ -311,7 +265,7 @@ def _permanent_reasons(
 ) -> list[Reason]:
     reasons: list[Reason] = []
     if c.status is ServerStatus.decommissioned:
-        reasons.append(_DECOMMISSIONED)
+        reasons.append(DECOMMISSIONED)
     if acceleration is None:
         reasons.append(_cannot_run(c.native_architectures | c.emulated_architectures, request.architecture))
     elif request.kvm_required and acceleration is not Acceleration.kvm:
@@ -320,10 +274,8 @@ def _permanent_reasons(
         else:
             arch = request.architecture.value
             reasons.append(Reason(Exclusion.no_kvm, f"{arch} is only emulated here; KVM needs it native"))
-    if request.labels:
-        missing = [f"{k}={v}" for k, v in request.labels.items() if c.labels.get(k) != v]
-        if missing:
-            reasons.append(Reason(Exclusion.labels, f"lacks label {', '.join(sorted(missing))}"))
+    if request.labels and (lacking := missing_labels(request.labels, c.labels)) is not None:
+        reasons.append(lacking)
     if c.cpu_cores is not None and c.cpu_cores < request.vcpus:
         reasons.append(
             Reason(Exclusion.too_small, f"needs {request.vcpus} vCPUs, has {c.cpu_cores} cores in all")
@@ -387,85 +339,11 @@ def _transient_reasons(c: HostCandidate, request: HostRequest) -> tuple[list[Rea
     return reasons, shortfall
 
 
-def _assess(c: HostCandidate, request: HostRequest) -> _Assessment:
-    acceleration = c.acceleration(request.architecture)
-    transient, shortfall = _transient_reasons(c, request)
-    return _Assessment(
-        c, acceleration, tuple(_permanent_reasons(c, request, acceleration)), tuple(transient), shortfall
-    )
-
-
-def _notes(
-    c: HostCandidate, request: HostRequest, acceleration: Acceleration | None, th: HostThresholds
-) -> tuple[Note, ...]:
-    notes: list[Note] = []
-    arch = request.architecture.value
-    if c.status is ServerStatus.degraded:
-        notes.append(Note(NoteCode.degraded, "degraded"))
-    if acceleration is Acceleration.emulated:
-        notes.append(Note(NoteCode.emulated, f"{arch} is emulated here (TCG), slower than native"))
-    elif acceleration is Acceleration.native:
-        notes.append(Note(NoteCode.no_kvm, f"{arch} is native here but without KVM (TCG)"))
-    for what, unit, reserved, asked, total in (
-        ("vCPUs", "", c.reserved_vcpus, request.vcpus, c.cpu_cores),
-        ("memory", " MB", c.reserved_memory_mb, request.memory_mb, c.memory_mb),
-        ("disk", " GB", c.reserved_disk_gb, request.disk_gb, c.storage_gb),
-    ):
-        if total and asked > 0:
-            share = 100 * (reserved + asked) / total
-            if share > th.capacity_warning_pct:
-                notes.append(
-                    Note(
-                        NoteCode.capacity_warning,
-                        f"{what} {share:.0f}% reserved after this VM ({reserved + asked:g} of "
-                        f"{total:g}{unit}), above {th.capacity_warning_pct:g}%",
-                    )
-                )
-    if c.utilization is None:
-        notes.append(Note(NoteCode.utilization_unknown, "utilization not sampled yet"))
-    else:
-        threshold = c.utilization_threshold_pct
-        near = [
-            f"{name} at {_pct(pct)}"
-            for name, pct in c.utilization.items()
-            if threshold - th.near_threshold_points < pct <= threshold
-        ]
-        if near:
-            notes.append(
-                Note(
-                    NoteCode.near_threshold,
-                    f"{', '.join(near)}, within {th.near_threshold_points:g} points of its "
-                    f"threshold of {_pct(threshold)}",
-                )
-            )
-    return tuple(notes)
-
-
 def _fraction_left(total: float | None, reserved: float, asked: float, unit: str) -> tuple[float, str]:
     if not total:
         return 0.5, "unknown, neutral"
     left = total - reserved - asked
     return min(max(left / total, 0.0), 1.0), f"{left:g} of {total:g}{unit} free after this VM"
-
-
-def _score(c: HostCandidate, request: HostRequest, weights: Mapping[str, float]) -> Score:
-    cpu, cpu_detail = _fraction_left(c.cpu_cores, c.reserved_vcpus, request.vcpus, " vCPUs")
-    memory, memory_detail = _fraction_left(c.memory_mb, c.reserved_memory_mb, request.memory_mb, " MB")
-    disk, disk_detail = _fraction_left(c.storage_gb, c.reserved_disk_gb, request.disk_gb, " GB")
-    if c.utilization is None:
-        utilization, utilization_detail = 0.5, "not sampled yet, neutral"
-    else:
-        name, pct = max(c.utilization.items(), key=lambda item: item[1])
-        threshold = c.utilization_threshold_pct
-        utilization = 1.0 - min(max(pct, 0.0) / threshold, 1.0) if threshold > 0 else 0.0
-        utilization_detail = f"{name} at {_pct(pct)}, threshold {_pct(threshold)}"
-    parts = (
-        ScorePart("cpu", round(cpu, _ROUND), weights["cpu"], cpu_detail),
-        ScorePart("memory", round(memory, _ROUND), weights["memory"], memory_detail),
-        ScorePart("disk", round(disk, _ROUND), weights["disk"], disk_detail),
-        ScorePart("utilization", round(utilization, _ROUND), weights["utilization"], utilization_detail),
-    )
-    return Score(round(sum(p.contribution for p in parts), _ROUND), parts)
 
 
 _WAIT = {
@@ -481,88 +359,138 @@ _WAIT = {
 check fills in capacity; maintenance and outages need someone."""
 
 
-def _nearness(a: _Assessment) -> tuple[int, int, float, int, int]:
-    """Nearest first: what passes soonest, the fewest obstacles, the smallest shortfall, the best tier."""
-    wait = max(_WAIT.get(r.code, 3) for r in a.transient)
-    return (wait, len(a.transient), round(a.shortfall, _ROUND), a.tier, a.candidate.id)
+class _Hosts(Allocator[HostCandidate, _Assessment, HostAlternative]):
+    kind = "host"
+    not_now = "cannot take it now"
+    some_not_now = "could take it, none now"
 
+    def __init__(self, request: HostRequest, thresholds: HostThresholds, weights: dict[str, float]) -> None:
+        super().__init__(request.host_id, weights, request)
+        self.request = request
+        self.thresholds = thresholds
 
-def _alternative(a: _Assessment) -> HostAlternative:
-    c = a.candidate
-    assert a.acceleration is not None  # only hosts that can run the architecture are alternatives
-    return HostAlternative(
-        c.id,
-        c.name,
-        a.eligible,
-        a.transient,
-        a.acceleration,
-        c.free_vcpus,
-        c.free_memory_mb,
-        c.free_disk_gb,
-    )
+    def assess(self, c: HostCandidate) -> _Assessment:
+        request = self.request
+        acceleration = c.acceleration(request.architecture)
+        transient, shortfall = _transient_reasons(c, request)
+        permanent = _permanent_reasons(c, request, acceleration)
+        return _Assessment(c, tuple(permanent), tuple(transient), acceleration, shortfall)
 
+    def excluded_notes(self, a: _Assessment) -> tuple[Note, ...]:
+        return (_DEGRADED,) if a.candidate.status is ServerStatus.degraded else ()
 
-def _rank_key(a: _Assessment, score: Score) -> tuple[int, float, int, int]:
-    return (a.tier, -score.total, a.candidate.reservations, a.candidate.id)
+    def notes(self, a: _Assessment) -> tuple[Note, ...]:
+        c, request, th, acceleration = a.candidate, self.request, self.thresholds, a.acceleration
+        notes: list[Note] = []
+        arch = request.architecture.value
+        if c.status is ServerStatus.degraded:
+            notes.append(_DEGRADED)
+        if acceleration is Acceleration.emulated:
+            notes.append(Note(NoteCode.emulated, f"{arch} is emulated here (TCG), slower than native"))
+        elif acceleration is Acceleration.native:
+            notes.append(Note(NoteCode.no_kvm, f"{arch} is native here but without KVM (TCG)"))
+        for what, unit, reserved, asked, total in (
+            ("vCPUs", "", c.reserved_vcpus, request.vcpus, c.cpu_cores),
+            ("memory", " MB", c.reserved_memory_mb, request.memory_mb, c.memory_mb),
+            ("disk", " GB", c.reserved_disk_gb, request.disk_gb, c.storage_gb),
+        ):
+            if total and asked > 0:
+                share = 100 * (reserved + asked) / total
+                if share > th.capacity_warning_pct:
+                    notes.append(
+                        Note(
+                            NoteCode.capacity_warning,
+                            f"{what} {share:.0f}% reserved after this VM ({reserved + asked:g} of "
+                            f"{total:g}{unit}), above {th.capacity_warning_pct:g}%",
+                        )
+                    )
+        if c.utilization is None:
+            notes.append(Note(NoteCode.utilization_unknown, "utilization not sampled yet"))
+        else:
+            threshold = c.utilization_threshold_pct
+            near = [
+                f"{name} at {_pct(pct)}"
+                for name, pct in c.utilization.items()
+                if threshold - th.near_threshold_points < pct <= threshold
+            ]
+            if near:
+                notes.append(
+                    Note(
+                        NoteCode.near_threshold,
+                        f"{', '.join(near)}, within {th.near_threshold_points:g} points of its "
+                        f"threshold of {_pct(threshold)}",
+                    )
+                )
+        return tuple(notes)
 
+    def score(self, a: _Assessment) -> Score:
+        c, request = a.candidate, self.request
+        cpu, cpu_detail = _fraction_left(c.cpu_cores, c.reserved_vcpus, request.vcpus, " vCPUs")
+        memory, memory_detail = _fraction_left(c.memory_mb, c.reserved_memory_mb, request.memory_mb, " MB")
+        disk, disk_detail = _fraction_left(c.storage_gb, c.reserved_disk_gb, request.disk_gb, " GB")
+        if c.utilization is None:
+            utilization, utilization_detail = 0.5, "not sampled yet, neutral"
+        else:
+            name, pct = max(c.utilization.items(), key=lambda item: item[1])
+            threshold = c.utilization_threshold_pct
+            utilization = 1.0 - min(max(pct, 0.0) / threshold, 1.0) if threshold > 0 else 0.0
+            utilization_detail = f"{name} at {_pct(pct)}, threshold {_pct(threshold)}"
+        return scored(
+            self.weights,
+            ("cpu", cpu, cpu_detail),
+            ("memory", memory, memory_detail),
+            ("disk", disk, disk_detail),
+            ("utilization", utilization, utilization_detail),
+        )
 
-def _alternatives(
-    request: HostRequest, assessments: Sequence[_Assessment], weights: Mapping[str, float], limit: int
-) -> tuple[HostAlternative, ...]:
-    others = [a for a in assessments if a.candidate.id != request.host_id]
-    now = sorted(
-        (a for a in others if a.eligible), key=lambda a: _rank_key(a, _score(a.candidate, request, weights))
-    )
-    later = sorted((a for a in others if not a.permanent and a.transient), key=_nearness)
-    return tuple(_alternative(a) for a in [*now, *later][:limit])
+    def rank_key(self, a: _Assessment, score: Score) -> tuple[int, float, int, int]:
+        return (a.tier, -score.total, a.candidate.reservations, a.candidate.id)
 
+    def chosen_summary(self, a: _Assessment, score: Score) -> str:
+        return f"{a.candidate.name} chosen: {a.acceleration}, score {score.total:.3f}"
 
-def _rejection(request: HostRequest, assessments: Sequence[_Assessment]) -> Rejection:
-    """The first requirement no host in the pool meets, in the order a person would check them."""
-    if request.host_id is not None:
-        pinned = next((a for a in assessments if a.candidate.id == request.host_id), None)
-        if pinned is None:
-            return Rejection(Exclusion.not_pinned, f"no host with id {request.host_id}")
-        first = pinned.permanent[0]
-        return Rejection(first.code, f"host {pinned.candidate.name} cannot take it: {first.message}")
+    def nearness(self, a: _Assessment) -> tuple[int, int, float, int, int]:
+        """Nearest first: what passes soonest, the fewest obstacles, the smallest shortfall, the best tier."""
+        wait = max(_WAIT.get(r.code, 3) for r in a.transient)
+        return (wait, len(a.transient), round(a.shortfall, ROUND), a.tier, a.candidate.id)
 
-    def meeting(pool: list[_Assessment], code: Exclusion) -> list[_Assessment]:
-        return [a for a in pool if not any(r.code is code for r in a.permanent)]
+    def alternative(self, a: _Assessment) -> HostAlternative:
+        c = a.candidate
+        assert a.acceleration is not None  # only hosts that can run the architecture are alternatives
+        return HostAlternative(
+            c.id,
+            c.name,
+            a.eligible,
+            a.transient,
+            a.acceleration,
+            c.free_vcpus,
+            c.free_memory_mb,
+            c.free_disk_gb,
+        )
 
-    arch = request.architecture.value
-    pool = meeting(list(assessments), Exclusion.decommissioned)
-    pool = meeting(pool, Exclusion.architecture)
-    if not pool:
-        return Rejection(Exclusion.architecture, f"no host in the pool runs {arch}, natively or emulated")
-    what = f"runs {arch}"
-    if request.kvm_required:
-        pool = meeting(pool, Exclusion.no_kvm)
+    def unmatched(self, assessments: Sequence[_Assessment]) -> Rejection:
+        request = self.request
+        arch = request.architecture.value
+        pool = meeting(meeting(list(assessments), Exclusion.decommissioned), Exclusion.architecture)
         if not pool:
-            return Rejection(Exclusion.no_kvm, f"no host in the pool runs {arch} with KVM")
-        what += " with KVM"
-    if request.labels:
-        pool = meeting(pool, Exclusion.labels)
-        wanted = ", ".join(f"{k}={v}" for k, v in sorted(request.labels.items()))
-        if not pool:
-            return Rejection(Exclusion.labels, f"no host that {what} has the labels {wanted}")
-        what += f" with the labels {wanted}"
-    return Rejection(
-        Exclusion.too_small,
-        f"no host that {what} is large enough for {request.vcpus} vCPUs, {request.memory_mb} MB memory "
-        f"and {request.disk_gb:g} GB disk",
-    )
-
-
-def _request_dict(request: HostRequest) -> dict[str, Any]:
-    return {
-        "architecture": request.architecture.value,
-        "vcpus": request.vcpus,
-        "memory_mb": request.memory_mb,
-        "disk_gb": request.disk_gb,
-        "kvm_required": request.kvm_required,
-        "labels": dict(request.labels),
-        "host_id": request.host_id,
-    }
+            return Rejection(Exclusion.architecture, f"no host in the pool runs {arch}, natively or emulated")
+        what = f"runs {arch}"
+        if request.kvm_required:
+            pool = meeting(pool, Exclusion.no_kvm)
+            if not pool:
+                return Rejection(Exclusion.no_kvm, f"no host in the pool runs {arch} with KVM")
+            what += " with KVM"
+        if request.labels:
+            pool = meeting(pool, Exclusion.labels)
+            wanted = describe_labels(request.labels)
+            if not pool:
+                return Rejection(Exclusion.labels, f"no host that {what} has the labels {wanted}")
+            what += f" with the labels {wanted}"
+        return Rejection(
+            Exclusion.too_small,
+            f"no host that {what} is large enough for {request.vcpus} vCPUs, {request.memory_mb} MB memory "
+            f"and {request.disk_gb:g} GB disk",
+        )
 
 
 def select_host(
@@ -574,66 +502,5 @@ def select_host(
     max_alternatives: int = 3,
 ) -> HostDecision:
     """Choose a QEMU host for ``request`` among ``candidates`` and explain the choice."""
-    thresholds = thresholds or HostThresholds()
-    normalised = (weights or HostWeights()).normalised()
-    seen: set[int] = set()
-    for c in candidates:
-        if c.id in seen:
-            raise Invalid(f"host {c.id} is a candidate twice", field="candidates")
-        seen.add(c.id)
-
-    assessments = [_assess(c, request) for c in candidates]
-    pinned = request.host_id
-    ranked: list[tuple[tuple[int, float, int, int], _Assessment, Score]] = []
-    excluded: list[CandidateReport] = []
-    not_pinned = Reason(Exclusion.not_pinned, f"the request is pinned to host {pinned}")
-    for a in assessments:
-        c = a.candidate
-        if pinned is not None and c.id != pinned:
-            excluded.append(CandidateReport(c.id, c.name, (not_pinned,), ()))
-        elif not a.eligible:
-            degraded = c.status is ServerStatus.degraded
-            notes: tuple[Note, ...] = (Note(NoteCode.degraded, "degraded"),) if degraded else ()
-            excluded.append(CandidateReport(c.id, c.name, a.permanent + a.transient, notes))
-        else:
-            score = _score(c, request, normalised)
-            ranked.append((_rank_key(a, score), a, score))
-    ranked.sort(key=lambda item: item[0])
-    reports = tuple(
-        [
-            CandidateReport(
-                a.candidate.id,
-                a.candidate.name,
-                (),
-                _notes(a.candidate, request, a.acceleration, thresholds),
-                score=score,
-                rank=i + 1,
-                can_start_now=True,
-            )
-            for i, (_, a, score) in enumerate(ranked)
-        ]
-        + excluded
-    )
-    request_dict = _request_dict(request)
-
-    def explain(outcome: Outcome, summary: str, chosen_id: int | None = None) -> Explanation:
-        return Explanation(outcome, summary, request_dict, normalised, reports, chosen_id)
-
-    if ranked:
-        _, best, score = ranked[0]
-        c = best.candidate
-        summary = f"{c.name} chosen: {best.acceleration}, score {score.total:.3f}"
-        return HostDecision(c, explain(Outcome.assigned, summary, c.id))
-
-    alternatives = _alternatives(request, assessments, normalised, max_alternatives)
-    in_play = [a for a in assessments if pinned is None or a.candidate.id == pinned]
-    if any(not a.permanent for a in in_play):
-        if pinned is not None:
-            target = in_play[0]
-            summary = f"host {target.candidate.name} cannot take it now: {target.transient[0].message}"
-        else:
-            waiting = sum(1 for a in in_play if not a.permanent)
-            summary = f"{waiting} host(s) could take it, none now"
-        return HostDecision(None, explain(Outcome.unavailable, summary), alternatives)
-    rejection = _rejection(request, assessments)
-    return HostDecision(None, explain(Outcome.rejected, rejection.message), alternatives, rejection)
+    hosts = _Hosts(request, thresholds or HostThresholds(), (weights or HostWeights()).normalised())
+    return HostDecision(*hosts.decide(candidates, max_alternatives))
