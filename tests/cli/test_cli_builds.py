@@ -312,8 +312,8 @@ async def test_the_follower_reports_a_refused_stream_and_a_job_error() -> None:
 async def test_the_follower_gives_up_after_a_run_of_failed_connections(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("labfleet.cli.build_follow._RECONNECT_TRIES", 2)
-    monkeypatch.setattr("labfleet.cli.build_follow._RECONNECT_MAX_WAIT", 0.01)
+    monkeypatch.setattr("labfleet.cli.follow_core._RECONNECT_TRIES", 2)
+    monkeypatch.setattr("labfleet.cli.follow_core._RECONNECT_MAX_WAIT", 0.01)
     watch = Watch(job_id=7, status="running", size=5)
     with Collect(watch) as sink, pytest.raises(FollowError, match="lost the event stream"):
         await stream(Target(url="http://127.0.0.1:1", token="lf_x"), watch, sink)

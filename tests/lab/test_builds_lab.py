@@ -86,6 +86,7 @@ async def test_the_engine_builds_the_lab_repository_for_both_architectures(
                         "architecture": arch,
                         "command": "make",
                         "artifacts": [
+                            {"path": f"out/{arch}/kernel", "type": "kernel"},
                             {"path": f"out/{arch}/initramfs.cpio.gz", "type": "initramfs"},
                             {"path": f"out/{arch}/labfleet-hello", "type": "other"},
                             {"path": f"out/{arch}/manifest.txt", "type": "other"},
@@ -116,7 +117,8 @@ async def test_the_engine_builds_the_lab_repository_for_both_architectures(
         async with sessions() as session:
             stored = {a.name: a for a in await artifacts.for_build(session=session, build_id=job.id)}
             log = (await builds.read_log(session=session, ident=job.id)).data.decode()
-        assert set(stored) == {"initramfs.cpio.gz", "labfleet-hello", "manifest.txt"}
+        assert set(stored) == {"kernel", "initramfs.cpio.gz", "labfleet-hello", "manifest.txt"}
+        assert stored["kernel"].type == "kernel"
         assert stored["initramfs.cpio.gz"].type == "initramfs"
         assert all(a.commit == main and a.architecture == job.architecture for a in stored.values())
         manifest = b"".join(
@@ -125,11 +127,12 @@ async def test_the_engine_builds_the_lab_repository_for_both_architectures(
         listed = {
             name: (int(size), sha) for name, size, sha in (line.split() for line in manifest.splitlines())
         }
-        for name in ("initramfs.cpio.gz", "labfleet-hello"):
+        assert set(listed) == {"kernel", "initramfs.cpio.gz", "labfleet-hello"}
+        for name in ("kernel", "initramfs.cpio.gz", "labfleet-hello"):
             assert listed[name] == (stored[name].size, stored[name].sha256)
             blob = b"".join([chunk async for chunk in await store.open(stored[name].sha256)])
             assert hashlib.sha256(blob).hexdigest() == stored[name].sha256
         assert f"labfleet: checked out {main}" in log
         cross = "aarch64-linux-gnu-" if job.architecture == "arm64" else "(native)"
         assert f"CROSS_COMPILE={cross}" in log
-        assert "labfleet: succeeded: 3 artifact(s) stored" in log
+        assert "labfleet: succeeded: 4 artifact(s) stored" in log

@@ -1,5 +1,6 @@
 """The lab's git repository: the build server clones it, builds boot images for x86_64 and arm64
-with real compilers, and the images boot to a console that says what they were built from.
+with real compilers, and the images boot, with the kernel the build outputs, to a console that
+says what they were built from.
 """
 
 from __future__ import annotations
@@ -112,10 +113,10 @@ async def test_the_build_server_builds_boot_images_that_boot_and_say_their_commi
         commit = (await build.run(f"cd {workdir} && git rev-parse HEAD", timeout=10)).stdout.strip()
         assert commit == git("--git-dir", str(lab.paths.repo), "rev-parse", lab.repo_branch)
 
-        images: dict[str, Path] = {}
+        images: dict[str, tuple[Path, Path]] = {}
         for board in lab.boards:
             arch = board.architecture
-            make = f"make ARCH={arch} BUSYBOX={lab.busybox(board)}"
+            make = f"make ARCH={arch} BUSYBOX={lab.busybox(board)} KERNEL={lab.paths.toolchain_kernel(board)}"
             if CROSS_COMPILE[arch]:
                 make += f" CROSS_COMPILE={CROSS_COMPILE[arch]}"
             await build.run(f"cd {workdir} && {make}", timeout=300)
@@ -125,29 +126,35 @@ async def test_the_build_server_builds_boot_images_that_boot_and_say_their_commi
             assert ELF_MACHINE[arch] in header.stdout
             assert "EXEC (Executable file)" in header.stdout  # static, not a PIE needing a loader
 
-            image = tmp_path / f"{arch}.cpio.gz"
-            digest = await build.get(remote=f"{out}/initramfs.cpio.gz", local=image, timeout=60)
-            assert digest == hashlib.sha256(image.read_bytes()).hexdigest()
             manifest = (await build.run(f"cat {out}/manifest.txt", timeout=10)).stdout.splitlines()
             listed = {name: (int(size), sha) for name, size, sha in (line.split() for line in manifest)}
-            assert set(listed) == {"initramfs.cpio.gz", "labfleet-hello"}
-            assert listed["initramfs.cpio.gz"] == (image.stat().st_size, digest)
-            images[arch] = image
+            assert set(listed) == {"kernel", "initramfs.cpio.gz", "labfleet-hello"}
+            fetched = {}
+            for name in ("kernel", "initramfs.cpio.gz"):
+                local = tmp_path / f"{arch}-{name}"
+                digest = await build.get(remote=f"{out}/{name}", local=local, timeout=60)
+                assert digest == hashlib.sha256(local.read_bytes()).hexdigest()
+                assert listed[name] == (local.stat().st_size, digest)
+                fetched[name] = local
+            # The kernel the lab installed for the build: the lab's own Debian kernel of the board.
+            assert fetched["kernel"].read_bytes() == lab.paths.kernel(board).read_bytes()
+            images[arch] = (fetched["kernel"], fetched["initramfs.cpio.gz"])
 
-        # Built for arm64 with the cross compiler, booted under TCG with the lab's arm64 kernel.
-        await boot_and_check(lab, lab.board("lab-arm64"), images["arm64"], commit)
-        await boot_and_check(lab, lab.board("lab-x86"), images["x86_64"], commit)
+        # Built for arm64 with the cross compiler, booted under TCG with the kernel the build output.
+        await boot_and_check(lab, lab.board("lab-arm64"), *images["arm64"], commit)
+        await boot_and_check(lab, lab.board("lab-x86"), *images["x86_64"], commit)
     finally:
         await build.run(f"rm -rf {workdir}", timeout=30)
 
 
-async def boot_and_check(lab: VirtualLab, board: Board, image: Path, commit: str) -> None:
-    """Boot ``image`` as a guest shaped like ``board``: its console names the commit, then a shell answers."""
+async def boot_and_check(lab: VirtualLab, board: Board, kernel: Path, image: Path, commit: str) -> None:
+    """Boot ``kernel`` with ``image`` as a guest shaped like ``board``: its console names the commit,
+    then a shell answers."""
     arch = board.architecture
     name = f"lf-repo-{arch.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
     files = IMAGES / name
     files.mkdir(parents=True)
-    shutil.copy(lab.paths.kernel(board), files / "vmlinuz")
+    shutil.copy(kernel, files / "vmlinuz")
     shutil.copy(image, files / "initrd.img")
     machine = board.machine[board.machine.index("-machine") + 1]
     cpu = board.machine[board.machine.index("-cpu") + 1]

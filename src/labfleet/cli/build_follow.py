@@ -2,43 +2,35 @@
 WebSocket from a byte offset, with a status line on the terminal.
 
 The log text goes to stdout as it comes; a dropped or ``lagged`` stream is joined again
-from the last offset received, so nothing is lost or repeated. The exit code is 0 only for
-a build that succeeded.
+from the last offset received, so nothing is lost or repeated (the loop is ``follow_core``'s).
+The exit code is 0 only for a build that succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import json
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import typer
 from rich.console import Console, RenderableType
-from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from labfleet.cli import client, output
+from labfleet.cli import client, follow_core, output
 from labfleet.cli.build_view import ACTIVE, PATH, duration, human_size, parse_time, server_of, status_of
 from labfleet.cli.client import Client, Target, err
+from labfleet.cli.follow_core import INTERRUPTED as INTERRUPTED
+from labfleet.cli.follow_core import Followed, Page, fetch
+from labfleet.cli.follow_core import FollowError as FollowError
+from labfleet.cli.follow_core import emit as emit
 
-_MAX_MESSAGE = 64 * 1024 * 1024  # a log event carries up to 1 MiB of text, JSON-escaped
-_RECONNECT_TRIES = 30
-_RECONNECT_MAX_WAIT = 5.0
 _REFRESH_SECONDS = 10.0
-_HEALTHY_SECONDS = 30.0
-INTERRUPTED = 130  # as a shell reports a process stopped by Ctrl-C
 
 
 class LogClient(Client):
@@ -55,24 +47,7 @@ class LogClient(Client):
         return response
 
 
-def emit(data: bytes) -> None:
-    """Log bytes to stdout as they are, whatever its encoding."""
-    stdout = sys.stdout
-    stdout.flush()
-    buffer = getattr(stdout, "buffer", None)
-    if buffer is not None:
-        buffer.write(data)
-        buffer.flush()
-    else:
-        stdout.write(data.decode("utf-8", "replace"))
-        stdout.flush()
-
-
 # -- following
-
-
-class FollowError(Exception):
-    """The log cannot be followed: refused, or the stream was lost for good."""
 
 
 @dataclass
@@ -126,65 +101,26 @@ class Watch:
         return grid
 
 
-class Sink:
+class Sink(follow_core.LogSink):
     """Log text to stdout; the status line live on a terminal, or its changes as lines on stderr."""
 
     def __init__(self, watch: Watch, stdout: Console, stderr: Console) -> None:
+        job = watch.job_id
+        again = f"labfleet builds logs {job} --follow"
+        super().__init__(
+            watch, Followed(f"build job {job}", "the build", again, "bytes shown"), stdout, stderr
+        )
         self.watch = watch
-        self._partial = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._stdout = stdout
-        self._stderr = stderr
-        self._live: Live | None = None
         self._said = ""
-        display = stdout if stdout.is_terminal else stderr if stderr.is_terminal else None
-        if display is not None:
-            self._live = Live(
-                watch,
-                console=display,
-                refresh_per_second=4,
-                transient=True,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
 
     def __enter__(self) -> Sink:
-        if self._live is not None:
-            self._live.start()
-        else:
-            self._stderr.print(
-                f"following build job {self.watch.job_id} (Ctrl-C stops following; the build goes on)",
-                highlight=False,
-            )
+        super().__enter__()
         self.changed()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.flush()
-        if self._live is not None:
-            self._live.stop()
-
-    def write(self, data: bytes) -> None:
-        """Bytes of the log, in order."""
-        if self._live is not None and self._live.console is self._stdout:
-            # The status line shares the screen with the log: print whole lines above it.
-            lines = (self._partial + self._decoder.decode(data)).split("\n")
-            self._partial = lines.pop()
-            for line in lines:
-                self._stdout.print(Text(line), soft_wrap=True)
-        else:
-            emit(data)
-
-    def flush(self) -> None:
-        self._partial += self._decoder.decode(b"", final=True)
-        if self._partial:
-            self._stdout.print(Text(self._partial), soft_wrap=True)
-            self._partial = ""
-
     def changed(self) -> None:
         """Status or server changed: a terminal shows it live; otherwise say it once on stderr."""
-        if self._live is not None:
-            self._live.refresh()
+        if self.refreshed():
             return
         w = self.watch
         said = f"build job {w.job_id}: {w.status}" + (f" on {w.server}" if w.server else "")
@@ -193,173 +129,112 @@ class Sink:
             self._stderr.print(said, highlight=False, markup=False)
 
 
-def events_url(base: str, job_id: int, offset: int) -> str:
-    parts = urlsplit(base)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    query = urlencode({"topic": f"build-job:{job_id}", "log_offset": offset})
-    return urlunsplit((scheme, parts.netloc, f"{parts.path.rstrip('/')}/api/v1/events", query, ""))
-
-
 async def stream(target: Target, watch: Watch, sink: Sink) -> str:
     """Follow the job's log from ``watch.size`` until it ends; its final status.
 
     Reconnects from the last offset received when the connection drops or the server
     says the stream ``lagged``; gives up after a run of failed connections.
     """
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    async with httpx.AsyncClient(base_url=f"{target.url}/api/v1", headers=headers, timeout=30) as http:
-        poller = asyncio.create_task(_keep_fresh(http, watch, sink))
+    async with follow_core.api(target) as http:
+        follower = _Follower(http, watch, sink)
+        poller = asyncio.create_task(follower.keep_fresh())
         try:
-            return await _stream(target, headers, http, watch, sink)
+            return await follow_core.follow(target, follower)
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
 
 
-async def _stream(
-    target: Target, headers: dict[str, str], http: httpx.AsyncClient, watch: Watch, sink: Sink
-) -> str:
-    failures = 0
-    loop = asyncio.get_running_loop()
-    while True:
-        problem: str | None = None
-        opened: float | None = None
-        received = False
-        final = await _catch_up(http, watch, sink)
-        if final:
-            return final
-        try:
-            async with connect(
-                events_url(target.url, watch.job_id, watch.size),
-                additional_headers=headers,
-                max_size=_MAX_MESSAGE,
-                open_timeout=15,
-                close_timeout=2,
-            ) as ws:
-                opened = loop.time()
-                watch.note = ""
-                # Status events sent before the server subscribed this stream are not
-                # replayed: read the job once connected.
-                await _refresh(http, watch)
-                sink.changed()
-                async for raw in ws:
-                    received = True
-                    message = json.loads(raw)
-                    kind = message.get("type")
-                    if kind == "log":
-                        _take(watch, sink, message)
-                    elif kind == "status":
-                        await _refresh(http, watch, message)
-                        sink.changed()
-                    elif kind == "end":
-                        return str(message.get("status"))
-                    elif kind == "error":
-                        raise FollowError(str(message.get("detail")))
-                    elif kind == "lagged":
-                        problem = "the stream lagged"
-                        break
-            problem = problem or "the server closed the stream"
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            if code in (401, 403):
-                raise FollowError(
-                    f"the server refused the event stream ({code}): an API token with a role is required"
-                ) from exc
-            problem = f"the server answered {code}"
-        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
-            problem = str(exc) or type(exc).__name__
-        if received or (opened is not None and loop.time() - opened > _HEALTHY_SECONDS):
-            failures = 0  # the stream worked for a while: this is a new run of failures
-        failures += 1
-        if failures > _RECONNECT_TRIES:
-            raise FollowError(f"lost the event stream: {problem}")
-        watch.note = f"reconnecting: {problem}"
-        sink.changed()
-        await asyncio.sleep(min(0.25 * 2 ** (failures - 1), _RECONNECT_MAX_WAIT))
+class _Follower(follow_core.Follower):
+    """A build job's log: plain text with ``X-Log-*`` headers; its status events."""
 
+    sink: Sink
 
-def _take(watch: Watch, sink: Sink, message: dict[str, Any]) -> None:
-    """A piece of the log: the part past what was received already, by byte offset."""
-    start = int(message["offset"])
-    data = str(message["data"]).encode()
-    end = start + len(data)
-    if end <= watch.size:
-        return
-    if start < watch.size:
-        data = data[watch.size - start :]
-    sink.write(data)
-    watch.size = end
+    def __init__(self, http: httpx.AsyncClient, watch: Watch, sink: Sink) -> None:
+        super().__init__(f"build-job:{watch.job_id}", http, watch, sink)
+        self.watch = watch
 
-
-async def _catch_up(http: httpx.AsyncClient, watch: Watch, sink: Sink) -> str | None:
-    """The stored log past ``watch.size`` over HTTP, byte for byte; the final status once it is all there.
-
-    The event stream then only carries what is new. (Its log events are text: a stored piece
-    it replays may be cut inside a UTF-8 character, which HTTP's bytes never are.) None when
-    the build may write more, or HTTP failed: the event stream replays what is missing.
-    """
-    while True:
-        try:
-            response = await http.get(f"{PATH}/{watch.job_id}/logs", params={"offset": watch.size})
-        except httpx.HTTPError:
-            return None
-        if not response.is_success:
+    async def read(self, offset: int) -> Page | None:
+        response = await fetch(self.http, f"{PATH}/{self.watch.job_id}/logs", offset=offset)
+        if response is None:
             return None
         headers = response.headers
-        if response.content:
-            sink.write(response.content)
-            watch.size = int(headers.get("X-Log-Offset", watch.size)) + len(response.content)
-        if headers.get("X-Log-Complete") == "true":
-            return str(headers.get("X-Job-Status", "unknown"))
-        if not response.content or watch.size >= int(headers.get("X-Log-Size", 0)):
-            return None
+        start = int(headers.get("X-Log-Offset", offset))
+        return Page(
+            start=start,
+            data=response.content,
+            end=start + len(response.content),
+            size=int(headers.get("X-Log-Size", 0)),
+            complete=headers.get("X-Log-Complete") == "true",
+            status=str(headers.get("X-Job-Status", "unknown")),
+        )
 
+    async def ended(self, last: Page) -> str | None:
+        return last.status
 
-async def _keep_fresh(http: httpx.AsyncClient, watch: Watch, sink: Sink) -> None:
-    """The status line from the job itself now and then, whatever events were missed."""
-    while True:
-        await asyncio.sleep(_REFRESH_SECONDS)
-        await _refresh(http, watch)
-        sink.changed()
+    async def opened(self) -> None:
+        # Status events sent before the server subscribed this stream are not replayed:
+        # read the job once connected.
+        await self.refresh()
+        self.sink.changed()
 
+    async def handle(self, message: dict[str, Any]) -> str | None:
+        kind = message.get("type")
+        if kind == "log":
+            self.take(message)
+        elif kind == "status":
+            await self.refresh(message)
+            self.sink.changed()
+        elif kind == "end":
+            return str(message.get("status"))
+        return None
 
-async def _refresh(http: httpx.AsyncClient, watch: Watch, event: dict[str, Any] | None = None) -> None:
-    """The job afresh (status, its server's name, start time); after a status event, that at least."""
-    event = event or {}
-    watch.status = str(event.get("status", watch.status))
-    watch.failure_reason = event.get("failure_reason") or watch.failure_reason
-    try:
-        response = await http.get(f"{PATH}/{watch.job_id}")
-        if response.is_success:
+    def reconnecting(self) -> None:
+        self.sink.changed()
+
+    def take(self, message: dict[str, Any]) -> None:
+        """A piece of the log: the part past what was received already, by byte offset."""
+        watch = self.watch
+        start = int(message["offset"])
+        data = str(message["data"]).encode()
+        end = start + len(data)
+        if end <= watch.size:
+            return
+        if start < watch.size:
+            data = data[watch.size - start :]
+        self.sink.write(data)
+        watch.size = end
+
+    async def keep_fresh(self) -> None:
+        """The status line from the job itself now and then, whatever events were missed."""
+        while True:
+            await asyncio.sleep(_REFRESH_SECONDS)
+            await self.refresh()
+            self.sink.changed()
+
+    async def refresh(self, event: dict[str, Any] | None = None) -> None:
+        """The job afresh (status, its server's name, start time); after a status event, that at least."""
+        watch = self.watch
+        event = event or {}
+        watch.status = str(event.get("status", watch.status))
+        watch.failure_reason = event.get("failure_reason") or watch.failure_reason
+        response = await fetch(self.http, f"{PATH}/{watch.job_id}")
+        if response is not None:
             watch.update(response.json())
             return
-    except httpx.HTTPError:
-        pass
-    if "build_server_id" in event and event["build_server_id"] != watch.server_id:
-        watch.server_id = event.get("build_server_id")
-        watch.server = f"#{watch.server_id}" if watch.server_id is not None else None
+        if "build_server_id" in event and event["build_server_id"] != watch.server_id:
+            watch.server_id = event.get("build_server_id")
+            watch.server = f"#{watch.server_id}" if watch.server_id is not None else None
 
 
 def follow_and_exit(ctx: typer.Context, api: Client, job: dict[str, Any], offset: int) -> None:
     """Follow the log to the end, then exit: 0 if the build succeeded, 1 with the reason if not."""
     target: Target = ctx.find_root().obj
     watch = Watch.of(job, offset)
-    try:
-        with Sink(watch, output.out, err) as sink:
-            status = asyncio.run(stream(target, watch, sink))
-    except KeyboardInterrupt:
-        err.print(
-            f"stopped following build job {watch.job_id}; the build goes on. Follow it again with:\n"
-            f"  labfleet builds logs {watch.job_id} --follow\n"
-            f"(add --offset {watch.size} to skip the {watch.size} bytes shown)",
-            highlight=False,
-        )
-        raise typer.Exit(INTERRUPTED) from None
-    except FollowError as exc:
-        err.print(f"[red]error:[/red] build job {watch.job_id}: {escape(str(exc))}")
-        err.print(f"follow it again with: labfleet builds logs {watch.job_id} --follow --offset {watch.size}")
-        raise typer.Exit(1) from exc
+    sink = Sink(watch, output.out, err)
+    with follow_core.stopping(sink), sink:
+        status = asyncio.run(stream(target, watch, sink))
     final = api.request("GET", f"{PATH}/{watch.job_id}")
     took = ""
     started, finished = parse_time(final.get("started_at")), parse_time(final.get("finished_at"))

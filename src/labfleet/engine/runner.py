@@ -15,9 +15,11 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.builds import BuildWorker
+from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.flashing import FlashWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
+from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
 from labfleet.secretbox import SecretBox
 from labfleet.services import artifacts, board_health, flashing, host_health, power, reservations
@@ -30,7 +32,8 @@ from labfleet.services.events import EventBus
 from labfleet.services.host_health import HostHealthPolicy, HostProbe
 from labfleet.services.power import PowerPolicy, PowerSettings
 from labfleet.services.power_access import DeviceAccess, Hardware
-from labfleet.services.resource_probes import NoProbe, live_probe
+from labfleet.services.provisioning import Provisioner, ProvisionPolicy, ProvisionSettings
+from labfleet.services.resource_probes import LiveProbe, NoProbe, live_probe
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ class EngineSettings:
     sample_prune_interval_s: float = 3600.0
     power: PowerPolicy | None = None
     """For the boards' state reads and recovery cycles; ``LABFLEET_POWER_*`` when None."""
+    pipelines: PipelineSettings = field(default_factory=PipelineSettings)
+    provisioning: ProvisionPolicy | None = None
+    """Where and how environments are deployed; ``LABFLEET_DEPLOY_*`` when None."""
 
 
 class Engine:
@@ -66,9 +72,11 @@ class Engine:
         settings: EngineSettings,
         probe: HealthProbe | None = None,
         hardware: Hardware | None = None,
+        provisioner: Provisioner | None = None,
     ) -> None:
         """``probe`` and ``hardware`` replace the devices for host and board checks (tests);
-        by default they are the live ones, or none when ``settings.device_checks`` is off."""
+        by default they are the live ones, or none when ``settings.device_checks`` is off.
+        ``provisioner`` replaces how environments reach their devices (tests)."""
         self._sessions = sessions
         self._bus = bus
         self._store = store
@@ -76,6 +84,7 @@ class Engine:
         self._settings = settings
         self._probe = probe
         self._hardware = hardware
+        self._provisioner_given = provisioner
         # Health checks get connections of their own (see engine/health.py).
         self._health_pool = SshPool()
         self._stack = AsyncExitStack()
@@ -112,6 +121,17 @@ class Engine:
         except BaseException:
             await self._stack.aclose()
             raise
+        self.provisioner = self._provisioner_given or await self._provisioner()
+        self.pipelines = PipelineWorker(
+            sessions=self._sessions,
+            bus=self._bus,
+            provisioner=self.provisioner,
+            build_policy=s.policy,
+            settings=s.pipelines,
+        )
+        self.environments = EnvironmentWorker(
+            sessions=self._sessions, bus=self._bus, provisioner=self.provisioner
+        )
         self.flasher = FlashWorker(
             sessions=self._sessions,
             bus=self._bus,
@@ -122,6 +142,12 @@ class Engine:
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="build-worker"),
             asyncio.create_task(self.flasher.run(), name="flash-worker"),
+            asyncio.create_task(self.pipelines.run(), name="pipeline-worker"),
+            asyncio.create_task(self.environments.run(), name="environment-worker"),
+            asyncio.create_task(
+                every(s.reservation_sweep_s, "environment expiry", self.environments.expire, first=5.0),
+                name="environment-expiry",
+            ),
             asyncio.create_task(self.health.run(), name="build-server-health"),
             asyncio.create_task(self.resource_health.run_hosts(), name="host-health"),
             asyncio.create_task(self.resource_health.run_boards(), name="board-health"),
@@ -149,6 +175,32 @@ class Engine:
         ]
         log.info("engine started: build worker %s", self.worker.name)
         return self
+
+    async def _provisioner(self) -> Provisioner:
+        """Deployments reach devices whatever ``device_checks`` says: that is their job."""
+        hardware = self._hardware
+        if hardware is None:
+            hardware = await self._stack.enter_async_context(DeviceAccess(self._secrets))
+        pool = await self._stack.enter_async_context(SshPool())
+        if self._probe is not None:
+            host_probe: HostProbe = self._probe
+            board_probe: BoardProbe = self._probe
+        else:
+            host_probe = host_health.LibvirtProbe()
+            board_probe = board_health.LiveBoardProbe(LiveProbe(pool=pool), pool=pool)
+        return Provisioner(
+            sessions=self._sessions,
+            bus=self._bus,
+            store=self._store,
+            secrets=self._secrets,
+            pool=pool,
+            hardware=hardware,
+            host_probe=host_probe,
+            board_probe=board_probe,
+            policy=self._settings.provisioning or ProvisionSettings().policy(),
+            power_policy=self._settings.power or PowerSettings().policy(),
+            flash_policy=flashing.FlashSettings().policy(),
+        )
 
     async def _resource_health(self) -> ResourceHealthMonitor:
         s = self._settings

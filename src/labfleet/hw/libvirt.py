@@ -221,8 +221,17 @@ class LibvirtHost:
         """Define a persistent domain from ``xml``; returns its name."""
         return await self._call(lambda c: str(c.defineXML(xml).name()))
 
-    async def start(self, name: str) -> None:
-        await self._call(lambda c: _lookup(c, name).create())
+    async def start(self, name: str, *, paused: bool = False) -> None:
+        """Start a defined domain; ``paused``: its CPUs wait for ``resume`` (so that a console
+        can be attached before the guest prints anything)."""
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        await self._call(lambda c: _lookup(c, name).createWithFlags(flags))
+
+    async def resume(self, name: str) -> None:
+        await self._call(lambda c: _lookup(c, name).resume())
+
+    async def exists(self, name: str) -> bool:
+        return await self._call(lambda c: name in {d.name() for d in c.listAllDomains()})
 
     async def destroy(self, name: str) -> None:
         """Stop a domain at once (pull the plug); stopping a stopped one is not an error."""

@@ -127,3 +127,7 @@ class LabPaths:
     def toolchain_busybox(self, board: Board) -> Path:
         """The static busybox for the board's architecture: the repository build's default ``BUSYBOX``."""
         return self.toolchain / f"busybox-{board.architecture}"
+
+    def toolchain_kernel(self, board: Board) -> Path:
+        """The board's kernel (a copy of :meth:`kernel`): the repository build's default ``KERNEL``."""
+        return self.toolchain / f"kernel-{board.architecture}"

@@ -110,18 +110,23 @@ def publish(paths: LabPaths) -> str:
 
 
 def install_toolchain(paths: LabPaths, busyboxes: Mapping[str, Path]) -> None:
-    """Put each board's static busybox where the repository's Makefile looks (``BUSYBOX``)."""
+    """Put what the repository's Makefile takes by default where it looks: each board's static
+    busybox (``BUSYBOX``) and the kernel it boots (``KERNEL``, the lab's Debian kernel)."""
     paths.toolchain.mkdir(parents=True, exist_ok=True)
     paths.toolchain.chmod(0o755)
     for board in BOARDS:
-        source = busyboxes[board.name]
-        target = paths.toolchain_busybox(board)
-        if target.exists() and target.read_bytes() == source.read_bytes():
-            continue
-        partial = target.with_suffix(".partial")
-        shutil.copyfile(source, partial)
-        partial.chmod(0o755)
-        partial.replace(target)
+        _install(busyboxes[board.name], paths.toolchain_busybox(board), mode=0o755)
+        _install(paths.kernel(board), paths.toolchain_kernel(board), mode=0o644)
+
+
+def _install(source: Path, target: Path, *, mode: int) -> None:
+    """Copy ``source`` to ``target`` (readable by the build user) unless it is there already."""
+    if target.exists() and target.read_bytes() == source.read_bytes():
+        return
+    partial = target.with_suffix(".partial")
+    shutil.copyfile(source, partial)
+    partial.chmod(mode)
+    partial.replace(target)
 
 
 def _trust_for_build_user(paths: LabPaths) -> None:

@@ -97,7 +97,7 @@ def _boot_images(paths: LabPaths, report: Report) -> None:
         # A boot image already there may have been flashed: keep it while the lab stays up.
         if not paths.boot_image(board).exists():
             initramfs.build(paths.initramfs_tree, busybox, paths.boot_image(board))
-    # What the build server needs to build the same images from the lab's repository.
+    # What the build server needs to build the same images (and their kernels) from the lab's repository.
     repo.install_toolchain(paths, busyboxes)
     report(f"git repository {paths.repo}: main at {repo.publish(paths)}")
 

@@ -70,6 +70,7 @@ RepositoryUrl = Annotated[str, StringConstraints(min_length=1, max_length=1024),
 Commit = Annotated[str, AfterValidator(_commit)]
 Branch = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_branch)]
 MakeWord = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_make_word)]
+BuildCommand = Annotated[str, StringConstraints(max_length=8192), AfterValidator(_command)]
 
 
 class ArtifactSpec(Strict):
@@ -91,7 +92,7 @@ class BuildJobCreate(Strict):
     branch: Branch | None = Field(default=None, description="Built at its tip unless `commit` is given.")
     commit: Commit | None = Field(default=None, description="The exact commit to build.")
     architecture: ArchitectureName
-    command: Annotated[str, StringConstraints(max_length=8192), AfterValidator(_command)] | None = Field(
+    command: BuildCommand | None = Field(
         default=None, description="A shell command run in the workspace, with ARCH and CROSS_COMPILE set."
     )
     defconfig: MakeWord | None = Field(default=None, description="`make <defconfig>` runs first.")

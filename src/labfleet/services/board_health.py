@@ -48,7 +48,7 @@ import contextlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -223,32 +223,43 @@ async def due(
         return []
     limits = await repo.threshold(session, metric=TEMPERATURE_METRIC)
     warning, critical = limits or (policy.temperature_warning_c, policy.temperature_critical_c)
-    targets = []
-    for board in await repo.boards(session, ids):
-        labels = {label.key: label.value for label in board.labels}
-        access: BoardAccess | None
-        try:
-            access, problem = board_access(board, secrets), None
-        except LabfleetError as exc:
-            # Its console still tells whether it answers; without one there is nothing to ask.
-            problem = f"its stored SSH access cannot be used: {exc.message}"
-            access = BoardAccess(name=board.name, console_url=board.console_url, ssh=None)
-            if board.console_url is None:
-                access = None
-        targets.append(
-            Target(
-                board_id=board.id,
-                name=board.name,
-                status=board.status,
-                access=access,
-                powered=board.power_driver is not None,
-                temperature_command=_temperature_command(labels.get(TEMPERATURE_LABEL)),
-                warning_c=warning,
-                critical_c=critical,
-                problem=problem,
-            )
-        )
-    return targets
+    return [_target(board, secrets, warning, critical) for board in await repo.boards(session, ids)]
+
+
+async def target_of(
+    *, session: AsyncSession, secrets: SecretBox, policy: BoardHealthPolicy, board_id: int
+) -> Target | None:
+    """One board as a check sees it, outside the periodic rounds (a deployment that failed on it)."""
+    found = await repo.boards(session, [board_id])
+    if not found:
+        return None
+    limits = await repo.threshold(session, metric=TEMPERATURE_METRIC)
+    warning, critical = limits or (policy.temperature_warning_c, policy.temperature_critical_c)
+    return _target(found[0], secrets, warning, critical)
+
+
+def _target(board: Any, secrets: SecretBox, warning: float, critical: float) -> Target:
+    labels = {label.key: label.value for label in board.labels}
+    access: BoardAccess | None
+    try:
+        access, problem = board_access(board, secrets), None
+    except LabfleetError as exc:
+        # Its console still tells whether it answers; without one there is nothing to ask.
+        problem = f"its stored SSH access cannot be used: {exc.message}"
+        access = BoardAccess(name=board.name, console_url=board.console_url, ssh=None)
+        if board.console_url is None:
+            access = None
+    return Target(
+        board_id=board.id,
+        name=board.name,
+        status=board.status,
+        access=access,
+        powered=board.power_driver is not None,
+        temperature_command=_temperature_command(labels.get(TEMPERATURE_LABEL)),
+        warning_c=warning,
+        critical_c=critical,
+        problem=problem,
+    )
 
 
 def _temperature_command(value: str | None) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +30,41 @@ class LeaseLost(Exception):
     """The worker no longer holds the job (recovered elsewhere, or its server went offline)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LogKind:
+    """Whose logs these are: builds' or pipelines' (the same mechanics on their own tables)."""
+
+    what: str  # "build job"
+    key: str  # the id's name in log events: "job"
+    topic: Callable[[int], str]
+    append: Callable[..., Awaitable[bool]]  # (session, *, job_id, worker, offset, data)
+    read: Callable[[AsyncSession, int, int, int], Awaitable[bytes]]  # (session, id, offset, limit)
+    state: Callable[[AsyncSession, int], Awaitable[tuple[int, str] | None]]  # stored size, status
+    active: tuple[str, ...]
+    read_limit: int
+
+
+async def _build_read(session: AsyncSession, job_id: int, offset: int, limit: int) -> bytes:
+    return (await repo.read_log(session, job_id=job_id, offset=offset, limit=limit))[1]
+
+
+async def _build_state(session: AsyncSession, job_id: int) -> tuple[int, str] | None:
+    job = await repo.get(session, job_id, refresh=True)
+    return None if job is None else (job.log_size, job.status)
+
+
+BUILD_LOGS = LogKind(
+    what="build job",
+    key="job",
+    topic=builds.topic,
+    append=repo.append_log,
+    read=_build_read,
+    state=_build_state,
+    active=(QUEUED, RUNNING),
+    read_limit=builds.LOG_READ_LIMIT,
+)
+
+
 class JobLog:
     """The log of one attempt, appended by the worker that holds the job."""
 
@@ -43,12 +78,14 @@ class JobLog:
         offset: int,
         flush_interval: float = 0.25,
         flush_bytes: int = 256 * 1024,
+        kind: LogKind = BUILD_LOGS,
     ) -> None:
+        self._kind = kind
         self._sessions = sessions
         self._bus = bus
         self.job_id = job_id
         self._worker = worker
-        self._topic = builds.topic(job_id)
+        self._topic = kind.topic(job_id)
         self._stored = offset
         self._end = offset
         self._pending = bytearray()
@@ -58,6 +95,7 @@ class JobLog:
         self._lock = asyncio.Lock()
         self.lost = False
         self._tail: list[str] = []
+        self._line_start = True
 
     @property
     def size(self) -> int:
@@ -67,16 +105,19 @@ class JobLog:
         if not text:
             return
         data = text.encode()
-        self._bus.publish(self._topic, {"type": "log", "job": self.job_id, "offset": self._end, "data": text})
+        self._bus.publish(
+            self._topic, {"type": "log", self._kind.key: self.job_id, "offset": self._end, "data": text}
+        )
         self._pending += data
         self._end += len(data)
         self._tail = (self._tail + text.splitlines())[-20:]
+        self._line_start = text.endswith("\n")
         if len(self._pending) >= self._limit:
             self._full.set()
 
     def note(self, line: str) -> None:
-        """A line from labfleet itself, set apart from the build's own output."""
-        self.write(f"labfleet: {line}\n")
+        """A line from labfleet itself, set apart from the build's own output (on a line of its own)."""
+        self.write(f"{'' if self._line_start else chr(10)}labfleet: {line}\n")
 
     def tail(self, lines: int = 5) -> str:
         """The last lines written, for a failure's reason."""
@@ -88,13 +129,13 @@ class JobLog:
                 return
             data = bytes(self._pending)
             async with self._sessions() as session:
-                ok = await repo.append_log(
+                ok = await self._kind.append(
                     session, job_id=self.job_id, worker=self._worker, offset=self._stored, data=data
                 )
                 await session.commit()
             if not ok:
                 self.lost = True
-                raise LeaseLost(f"build job {self.job_id}: no longer held by {self._worker}")
+                raise LeaseLost(f"{self._kind.what} {self.job_id}: no longer held by {self._worker}")
             del self._pending[: len(data)]
             self._stored += len(data)
 
@@ -140,18 +181,18 @@ def complete_utf8(data: bytes) -> bytes:
 
 
 async def _stored(
-    sessions: async_sessionmaker[AsyncSession], job_id: int, position: int
+    sessions: async_sessionmaker[AsyncSession], job_id: int, position: int, kind: LogKind
 ) -> tuple[bytes, int, str]:
     """What is stored from ``position`` (cut at a character), the stored size and the status."""
     async with sessions() as session:
-        job = await repo.get(session, job_id, refresh=True)
-        if job is None:
-            raise NotFound(f"no build job with id {job_id}", field="id")
-        size, status = job.log_size, job.status
+        state = await kind.state(session, job_id)
+        if state is None:
+            raise NotFound(f"no {kind.what} with id {job_id}", field="id")
+        size, status = state
         if position >= size:
             return b"", size, status
-        _, data = await repo.read_log(session, job_id=job_id, offset=position, limit=builds.LOG_READ_LIMIT)
-    final = status not in (QUEUED, RUNNING) and position + len(data) >= size
+        data = await kind.read(session, job_id, position, kind.read_limit)
+    final = status not in kind.active and position + len(data) >= size
     return (data if final else complete_utf8(data)), size, status
 
 
@@ -161,6 +202,7 @@ async def follow(
     bus: EventBus,
     job_id: int,
     offset: int = 0,
+    kind: LogKind = BUILD_LOGS,
 ) -> AsyncIterator[Piece | Status | End]:
     """The log from ``offset``: what is stored, then live, until the job has finished and all is out.
 
@@ -173,9 +215,9 @@ async def follow(
     """
     position = offset
     pending: dict[str, object] | None = None
-    async with bus.listening([builds.topic(job_id)]) as sub:
+    async with bus.listening([kind.topic(job_id)]) as sub:
         while True:
-            data, size, status = await _stored(sessions, job_id, position)
+            data, size, status = await _stored(sessions, job_id, position, kind)
             if data:
                 yield Piece(position, data)
                 position += len(data)
@@ -183,7 +225,7 @@ async def follow(
             if pending is not None:
                 yield Status(pending)
                 pending = None
-            if status not in (QUEUED, RUNNING) and position >= size:
+            if status not in kind.active and position >= size:
                 yield End(status, size)
                 return
             # Caught up with the store: take live events until one is ahead of us or all is quiet.
@@ -193,11 +235,11 @@ async def follow(
                     return
                 if event is None:
                     break  # quiet: look at the store again
-                kind = event.data.get("type")
-                if kind == "status":
+                event_type = event.data.get("type")
+                if event_type == "status":
                     pending = event.data  # after the log stored up to it
                     break
-                if kind != "log":
+                if event_type != "log":
                     continue
                 start = int(event.data["offset"])
                 piece = str(event.data["data"]).encode()
@@ -205,18 +247,20 @@ async def follow(
                     continue
                 if start > position:
                     # Output we have not seen and the store has not got yet: wait for the flush.
-                    await _await_stored(sessions, job_id, start)
+                    await _await_stored(sessions, job_id, start, kind)
                     break
                 yield Piece(position, piece[position - start :])
                 position = start + len(piece)
 
 
-async def _await_stored(sessions: async_sessionmaker[AsyncSession], job_id: int, upto: int) -> None:
+async def _await_stored(
+    sessions: async_sessionmaker[AsyncSession], job_id: int, upto: int, kind: LogKind
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _GAP_WAIT
     while loop.time() < deadline:
         async with sessions() as session:
-            job = await repo.get(session, job_id, refresh=True)
-        if job is None or job.log_size >= upto or job.status not in (QUEUED, RUNNING):
+            state = await kind.state(session, job_id)
+        if state is None or state[0] >= upto or state[1] not in kind.active:
             return
         await asyncio.sleep(0.05)

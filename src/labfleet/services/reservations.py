@@ -11,6 +11,7 @@ next reservation of the same resource.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,16 +64,22 @@ def is_active(r: Reservation, now: datetime | None = None) -> bool:
 
 
 async def reserve(
-    *, session: AsyncSession, actor: Actor, data: ReservationCreate, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    data: ReservationCreate,
+    now: datetime | None = None,
+    skip: Collection[int] = (),
 ) -> Reservation:
     """Hold what ``data`` asks for, or ``Conflict`` saying what is in the way; nothing else changes.
 
     An ``auto`` target is chosen first (``services/allocation.py``): ``Invalid`` when nothing in
     the pool could ever take it, ``Unavailable`` with alternatives when nothing can now.
+    ``skip``: resources an ``auto`` target must not choose (ones that just failed to provision).
     """
     now = now or utcnow()
     if data.target is not None:
-        return await _reserve_auto(session, actor, data, data.target, now)
+        return await _reserve_auto(session, actor, data, data.target, now, skip)
     ask = _Ask(data.host_id, data.board_id, data.vcpus, data.memory_mb, data.disk_gb)
     return await _hold(session, actor, ask, purpose=data.purpose, expires_in_s=data.expires_in_s, now=now)
 
@@ -136,14 +143,19 @@ async def _hold(
 
 
 async def _reserve_auto(
-    session: AsyncSession, actor: Actor, data: ReservationCreate, target: AutoHost | AutoBoard, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    data: ReservationCreate,
+    target: AutoHost | AutoBoard,
+    now: datetime,
+    skip: Collection[int] = (),
 ) -> Reservation:
     """Choose, then hold the choice under its lock; if it was taken meanwhile (another request
     got there first), choose again without it, at most ``MAX_TRIES`` times."""
     refused: list[dict[str, Any]] = []
     choice: allocation.Choice | None = None
     for _ in range(MAX_TRIES):
-        choice = await allocation.choose(session, target, now=now, skip={r["id"] for r in refused})
+        choice = await allocation.choose(session, target, now=now, skip={*skip, *(r["id"] for r in refused)})
         decision = allocation.with_refusals(choice.decision, refused)
         if choice.chosen_id is None:
             if choice.outcome is Outcome.rejected and not refused:
@@ -296,6 +308,11 @@ async def release(
         after=snapshot(r),
     )
     return r
+
+
+async def release_for(*, session: AsyncSession, ident: int, reason: str, now: datetime | None = None) -> bool:
+    """Release on behalf of what holds it (an environment being torn down); False if it was already."""
+    return await repo.release(session, ident=ident, now=now or utcnow(), reason=reason)
 
 
 async def extend(*, session: AsyncSession, actor: Actor, ident: int, expires_in_s: int) -> Reservation:

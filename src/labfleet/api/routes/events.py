@@ -23,13 +23,13 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 from labfleet.errors import LabfleetError
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.services import build_logs, builds, tokens
+from labfleet.services import build_logs, builds, pipelines, tokens
 from labfleet.services.events import ALL, EventBus
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 _TOPIC = re.compile(r"^(\*|[a-z][a-z0-9-]*(:[0-9]+)?)$")
-_JOB_TOPIC = re.compile(r"^build-job:([0-9]+)$")
+_JOB_TOPIC = re.compile(r"^(build-job|pipeline):([0-9]+)$")
 _MAX_TOPICS = 64
 
 
@@ -60,12 +60,12 @@ async def events(
         return
     topics = topic or [ALL]
     bad = [t for t in topics if not _TOPIC.match(t)]
-    followed = [int(m.group(1)) for t in topics if (m := _JOB_TOPIC.match(t))]
+    followed = [(m.group(1), int(m.group(2))) for t in topics if (m := _JOB_TOPIC.match(t))]
     if bad or len(topics) > _MAX_TOPICS or (log_offset is not None and len(followed) != 1):
         reason = (
             f"bad topic {bad[0]!r}"
             if bad
-            else "log_offset needs exactly one build-job:<id> topic"
+            else "log_offset needs exactly one build-job:<id> or pipeline:<id> topic"
             if log_offset is not None
             else "too many topics"
         )
@@ -78,7 +78,7 @@ async def events(
     await _snapshot(ws, topics, outbox)
     tasks = [asyncio.create_task(_forward(bus, topics, outbox, followed=following))]
     if log_offset is not None:
-        tasks.append(asyncio.create_task(_follow(ws, followed[0], log_offset, outbox)))
+        tasks.append(asyncio.create_task(_follow(ws, *followed[0], log_offset, outbox)))
     tasks.append(asyncio.create_task(_drain_client(ws)))
     try:
         while True:
@@ -101,11 +101,18 @@ async def events(
             await ws.close()
 
 
+_KINDS = {"build-job": build_logs.BUILD_LOGS, "pipeline": pipelines.LOGS}
+
+
 async def _forward(
-    bus: EventBus, topics: list[str], outbox: asyncio.Queue[dict[str, Any] | None], *, followed: list[int]
+    bus: EventBus,
+    topics: list[str],
+    outbox: asyncio.Queue[dict[str, Any] | None],
+    *,
+    followed: list[tuple[str, int]],
 ) -> None:
     # A followed job's log and status come through _follow, in order with each other.
-    skipped = {builds.topic(j) for j in followed}
+    skipped = {_KINDS[k].topic(j) for k, j in followed}
     async with bus.listening(topics) as sub:
         async for event in sub:
             if event.topic in skipped and event.data.get("type") in ("log", "status"):
@@ -122,47 +129,54 @@ async def _snapshot(ws: WebSocket, topics: list[str], outbox: asyncio.Queue[dict
         found = _JOB_TOPIC.match(t)
         if found is None:
             continue
+        ident = int(found.group(2))
         async with ws.app.state.sessions() as session:
             try:
-                job = await builds.get(session=session, ident=int(found.group(1)))
+                if found.group(1) == "pipeline":
+                    p = await pipelines.get(session=session, ident=ident)
+                    rows = await pipelines.stages(session, ident)
+                    event = pipelines.status_event(p, rows, await pipelines.latest_results(session, rows))
+                else:
+                    event = builds.status_event(await builds.get(session=session, ident=ident))
             except LabfleetError:
                 continue
-        await outbox.put({"topic": t, **builds.status_event(job)})
+        await outbox.put({"topic": t, **event})
 
 
 async def _follow(
-    ws: WebSocket, job_id: int, offset: int, outbox: asyncio.Queue[dict[str, Any] | None]
+    ws: WebSocket, what: str, job_id: int, offset: int, outbox: asyncio.Queue[dict[str, Any] | None]
 ) -> None:
-    topic = builds.topic(job_id)
+    kind = _KINDS[what]
+    topic, key = kind.topic(job_id), kind.key
     try:
         async for item in build_logs.follow(
-            sessions=ws.app.state.sessions, bus=ws.app.state.bus, job_id=job_id, offset=offset
+            sessions=ws.app.state.sessions, bus=ws.app.state.bus, job_id=job_id, offset=offset, kind=kind
         ):
             if isinstance(item, build_logs.Piece):
                 text = item.data.decode("utf-8", "replace")
-                message = {"type": "log", "job": job_id, "offset": item.offset, "length": len(item.data)}
+                message = {"type": "log", key: job_id, "offset": item.offset, "length": len(item.data)}
                 await outbox.put({"topic": topic, **message, "data": text})
             elif isinstance(item, build_logs.Status):
                 await outbox.put({"topic": topic, **item.data})
             else:
                 await outbox.put(
-                    {"topic": topic, "type": "end", "job": job_id, "status": item.status, "size": item.size}
+                    {"topic": topic, "type": "end", key: job_id, "status": item.status, "size": item.size}
                 )
                 await outbox.put(None)
                 return
     except LabfleetError as exc:
-        await outbox.put({"topic": topic, "type": "error", "job": job_id, "detail": exc.message})
+        await outbox.put({"topic": topic, "type": "error", key: job_id, "detail": exc.message})
         await outbox.put(None)
         return
     except Exception:
-        log.exception("following the log of build job %s failed", job_id)
+        log.exception("following the log of %s %s failed", kind.what, job_id)
         await outbox.put(
-            {"topic": topic, "type": "error", "job": job_id, "detail": "internal error; reconnect"}
+            {"topic": topic, "type": "error", key: job_id, "detail": "internal error; reconnect"}
         )
         await outbox.put(None)
         return
     # The follower stopped early (it lagged): the client reconnects from the offset it has.
-    await outbox.put({"topic": topic, "type": "lagged", "job": job_id})
+    await outbox.put({"topic": topic, "type": "lagged", key: job_id})
     await outbox.put(None)
 
 

@@ -9,6 +9,7 @@ from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Tool
 from labfleet.db.models.builds import BuildJob, BuildLogChunk
 from labfleet.db.models.flashing import FlashJob as FlashJob
 from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
+from labfleet.db.models.pipelines import Environment, Pipeline, PipelineLogChunk, PipelineStage, TestResult
 from labfleet.db.models.power import PowerAction
 from labfleet.db.models.statuses import (
     BoardStatusChoice,
@@ -36,14 +37,19 @@ __all__ = [
     "BuildServer",
     "BuildServerLabel",
     "BuildServerStatusChoice",
+    "Environment",
     "HealthThreshold",
     "Host",
     "HostLabel",
     "HostStatusChoice",
+    "Pipeline",
+    "PipelineLogChunk",
+    "PipelineStage",
     "PowerAction",
     "Reservation",
     "ResourceGroup",
     "RetentionPolicy",
+    "TestResult",
     "Toolchain",
     "UtilizationSample",
 ]

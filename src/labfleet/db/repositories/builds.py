@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import BuildJob, BuildLogChunk, BuildServer, BuildServerLabel, Toolchain
 from labfleet.db.models.builds import QUEUED, RUNNING, SUCCEEDED
+from labfleet.db.repositories import log_chunks
 
 _NO_SYNC = {"synchronize_session": False}
-_LOG_PAGE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,32 +198,15 @@ async def append_log_unheld(session: AsyncSession, *, job_id: int, data: bytes) 
 
 async def read_log(session: AsyncSession, *, job_id: int, offset: int, limit: int) -> tuple[int, bytes]:
     """Up to ``limit`` bytes of the stored log from ``offset`` (which may fall inside a chunk)."""
-    first = await session.scalar(
-        select(func.max(BuildLogChunk.offset)).where(
-            BuildLogChunk.build_job_id == job_id, BuildLogChunk.offset <= offset
-        )
+    data = await log_chunks.read(
+        session,
+        owner=BuildLogChunk.build_job_id == job_id,
+        offset_column=BuildLogChunk.offset,
+        data_column=BuildLogChunk.data,
+        offset=offset,
+        limit=limit,
     )
-    start = first if first is not None else 0
-    out = bytearray()
-    while len(out) < limit:
-        # Chunks a page at a time: a long log is never loaded whole for a short read.
-        rows = (
-            await session.execute(
-                select(BuildLogChunk.offset, BuildLogChunk.data)
-                .where(BuildLogChunk.build_job_id == job_id, BuildLogChunk.offset >= start)
-                .order_by(BuildLogChunk.offset)
-                .limit(_LOG_PAGE)
-            )
-        ).all()
-        for chunk_offset, data in rows:
-            if chunk_offset + len(data) > offset:
-                out += data[max(offset - chunk_offset, 0) :]
-            start = chunk_offset + len(data)
-            if len(out) >= limit:
-                break
-        if len(rows) < _LOG_PAGE:
-            break
-    return offset, bytes(out[:limit])
+    return offset, data
 
 
 async def queued_pinned_to(session: AsyncSession, server_id: int, *, limit: int = 10) -> list[int]:

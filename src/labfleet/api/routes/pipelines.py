@@ -1,0 +1,377 @@
+"""Pipelines (build -> deploy -> boot -> test) and environments (a reserved, deployed, booted target)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labfleet.api.deps import Operator, SessionDep, Viewer
+from labfleet.api.problems import responses
+from labfleet.api.routes.inventory import api_base
+from labfleet.db.models import Environment, Pipeline
+from labfleet.errors import Unavailable
+from labfleet.schemas.common import Page
+from labfleet.schemas.pipelines import (
+    EnvironmentCreate,
+    EnvironmentOut,
+    PipelineCreate,
+    PipelineLogOut,
+    PipelineOut,
+    PipelineStatsRow,
+    StageOut,
+    StageRetry,
+    TestResultOut,
+)
+from labfleet.schemas.query import MAX_PAGE
+from labfleet.services import environments, pipelines
+from labfleet.services.build_logs import complete_utf8
+from labfleet.services.builds import BuildPolicy
+from labfleet.services.events import EventBus
+
+router = APIRouter(tags=["pipelines"], responses=responses(401, 403, 422))
+Ident = Annotated[int, Path(alias="id", description="The pipeline's id.")]
+EnvIdent = Annotated[int, Path(alias="id", description="The environment's id.")]
+Explain = Annotated[bool, Query(description="How an `auto` target was chosen.")]
+
+
+async def render_pipeline(session: AsyncSession, p: Pipeline, base: str) -> PipelineOut:
+    rows = await pipelines.stages(session, p.id)
+    results = await pipelines.latest_results(session, rows)
+    url = f"{base}/pipelines/{p.id}"
+    return PipelineOut(
+        id=p.id,
+        url=url,
+        display=pipelines.display(p),
+        repository_url=p.repository_url,
+        branch=p.branch,
+        requested_commit=p.requested_commit,
+        resolved_commit=p.resolved_commit,
+        architecture=p.architecture,
+        environment_type=p.environment_type,
+        target=str(p.spec.get("target", "auto")),
+        status=p.status,
+        submitted_by=p.submitted_by,
+        team=p.team,
+        build_job_id=p.build_job_id,
+        environment_id=p.environment_id,
+        created_at=p.created_at,
+        started_at=p.started_at,
+        finished_at=p.finished_at,
+        error=p.error,
+        cancel_requested_at=p.cancel_requested_at,
+        log_size=p.log_size,
+        logs_url=f"{url}/logs",
+        stages=[
+            StageOut(
+                name=s.name,
+                position=s.position,
+                status=s.status,
+                attempt=s.attempt,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+                duration_s=(s.finished_at - s.started_at).total_seconds()
+                if s.started_at and s.finished_at
+                else None,
+                error=s.error,
+                resources=s.resources,
+                log_start=s.log_start,
+                log_end=s.log_end,
+            )
+            for s in rows
+        ],
+        tests=[
+            TestResultOut(
+                name=r.name,
+                command=r.command,
+                status=r.status,
+                exit_status=r.exit_status,
+                output=r.output,
+                attempt=r.attempt,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                duration_s=(r.finished_at - r.started_at).total_seconds(),
+            )
+            for r in results
+        ],
+        spec=p.spec,
+    )
+
+
+async def render_environment(
+    session: AsyncSession, env: Environment, base: str, *, explain: bool
+) -> EnvironmentOut:
+    host, board = await environments.names(session, env)
+    return EnvironmentOut(
+        id=env.id,
+        url=f"{base}/environments/{env.id}",
+        display=environments.display(env),
+        kind=env.kind,
+        status=env.status,
+        owner=env.owner,
+        team=env.team,
+        purpose=env.purpose,
+        architecture=env.architecture,
+        target=str(env.request.get("target", "auto")),
+        host_id=env.host_id,
+        host=host,
+        board_id=env.board_id,
+        board=board,
+        reservation_id=env.reservation_id,
+        pipeline_id=env.pipeline_id,
+        build_job_id=env.build_job_id,
+        artifacts=env.artifacts,
+        vcpus=env.vcpus,
+        memory_mb=env.memory_mb,
+        domain_name=env.domain_name,
+        console_url=env.console_url if env.kind == "qemu" else None,
+        warnings=list(env.warnings),
+        failed_resources=list(env.failed_resources),
+        error=env.error,
+        steps=list(env.detail.get("steps", [])),
+        created_at=env.created_at,
+        ready_at=env.ready_at,
+        expires_at=env.expires_at,
+        released_at=env.released_at,
+        release_reason=env.release_reason,
+        decision=env.decision if explain else None,
+    )
+
+
+# -- pipelines
+
+
+@router.post(
+    "/pipelines",
+    status_code=201,
+    response_model=PipelineOut,
+    summary="Run a pipeline: build, deploy, boot, test",
+    description="Checked before anything runs: 422 naming the field when no build server could build "
+    "the architecture, a path or test is malformed. Follow it on `/events?topic=pipeline:<id>&log_offset=0`.",
+    operation_id="create_pipeline",
+)
+async def create_pipeline(
+    request: Request, response: Response, session: SessionDep, actor: Operator, data: PipelineCreate
+) -> PipelineOut:
+    policy: BuildPolicy = request.app.state.policy
+    p = await pipelines.submit(session=session, actor=actor, policy=policy, data=data)
+    await session.commit()
+    await _announce(request, session, p.id)  # a worker wakes for it
+    out = await render_pipeline(session, p, api_base(request))
+    response.headers["Location"] = out.url
+    return out
+
+
+@router.get(
+    "/pipelines", response_model=Page[PipelineOut], summary="List pipelines", operation_id="list_pipelines"
+)
+async def list_pipelines(
+    request: Request,
+    session: SessionDep,
+    _: Viewer,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    repository_url: Annotated[str | None, Query(max_length=1024)] = None,
+    branch: Annotated[str | None, Query(max_length=255)] = None,
+    architecture: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[PipelineOut]:
+    filters = {
+        "status": status,
+        "repository_url": repository_url,
+        "branch": branch,
+        "architecture": architecture,
+    }
+    total, rows = await pipelines.search(session=session, filters=filters, limit=limit, offset=offset)
+    base = api_base(request)
+    return Page(count=total, items=[await render_pipeline(session, p, base) for p in rows])
+
+
+@router.get(
+    "/pipelines/stats",
+    response_model=Page[PipelineStatsRow],
+    summary="Success rates by repository, branch and architecture",
+    operation_id="pipeline_stats",
+)
+async def pipeline_stats(
+    session: SessionDep,
+    _: Viewer,
+    repository_url: Annotated[str | None, Query(max_length=1024)] = None,
+    branch: Annotated[str | None, Query(max_length=255)] = None,
+    architecture: Annotated[str | None, Query(max_length=32)] = None,
+) -> Page[PipelineStatsRow]:
+    rows = await pipelines.statistics(
+        session=session,
+        filters={"repository_url": repository_url, "branch": branch, "architecture": architecture},
+    )
+    return Page(count=len(rows), items=[PipelineStatsRow(**r) for r in rows])
+
+
+@router.get(
+    "/pipelines/{id}",
+    response_model=PipelineOut,
+    summary="A pipeline: stages, test results",
+    operation_id="get_pipeline",
+    responses=responses(404),
+)
+async def get_pipeline(request: Request, session: SessionDep, _: Viewer, ident: Ident) -> PipelineOut:
+    p = await pipelines.get(session=session, ident=ident)
+    return await render_pipeline(session, p, api_base(request))
+
+
+async def _announce(request: Request, session: SessionDep, ident: int) -> None:
+    bus: EventBus = request.app.state.bus
+    await pipelines.announce(session, bus, ident)
+
+
+@router.post(
+    "/pipelines/{id}/cancel",
+    status_code=202,
+    response_model=PipelineOut,
+    summary="Cancel a pipeline; what it holds is released",
+    operation_id="cancel_pipeline",
+    responses=responses(404, 409),
+)
+async def cancel_pipeline(
+    request: Request, session: SessionDep, actor: Operator, ident: Ident
+) -> PipelineOut:
+    p = await pipelines.cancel(session=session, actor=actor, ident=ident)
+    await session.commit()
+    await _announce(request, session, ident)
+    return await render_pipeline(session, p, api_base(request))
+
+
+@router.post(
+    "/pipelines/{id}/retry",
+    status_code=202,
+    response_model=PipelineOut,
+    summary="Run a stopped pipeline again from the stage that stopped it",
+    operation_id="retry_pipeline",
+    responses=responses(404, 409),
+)
+async def retry_pipeline(
+    request: Request, session: SessionDep, actor: Operator, ident: Ident, data: StageRetry
+) -> PipelineOut:
+    p = await pipelines.retry(session=session, actor=actor, ident=ident, stage=data.stage)
+    await session.commit()
+    await _announce(request, session, ident)
+    return await render_pipeline(session, p, api_base(request))
+
+
+@router.get(
+    "/pipelines/{id}/logs",
+    response_model=PipelineLogOut,
+    summary="The pipeline's log (or one stage's part of it) from a byte offset",
+    operation_id="pipeline_logs",
+    responses=responses(404),
+)
+async def pipeline_logs(
+    session: SessionDep,
+    _: Viewer,
+    ident: Ident,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=pipelines.LOG_READ_LIMIT)] = 65536,
+    stage: Annotated[str | None, Query(max_length=16)] = None,
+) -> PipelineLogOut:
+    start, size, data, complete = await pipelines.read_log(
+        session=session, ident=ident, offset=offset, limit=limit, stage=stage
+    )
+    text = data if complete else complete_utf8(data)
+    return PipelineLogOut(
+        offset=start,
+        size=size,
+        next_offset=start + len(text),
+        complete=complete and start + len(text) >= size,
+        data=text.decode("utf-8", "replace"),
+    )
+
+
+# -- environments
+
+
+@router.post(
+    "/environments",
+    status_code=201,
+    response_model=EnvironmentOut,
+    summary="Create an environment: artifacts deployed and booted on a reserved host or board",
+    description="422 naming the field when the artifacts cannot run on the target (architecture, "
+    "machine, board type) or nothing could ever take it; 409 with `alternatives` when nothing can "
+    "now. Then `pending` until deployed and booted: `ready`, or `failed` with the reason.",
+    operation_id="create_environment",
+    responses=responses(409),
+)
+async def create_environment(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Operator,
+    data: EnvironmentCreate,
+    explain: Explain = False,
+) -> EnvironmentOut:
+    try:
+        env = await environments.create(session=session, actor=actor, data=data)
+    except Unavailable as exc:
+        if not explain:
+            exc.decision = None
+        raise
+    await session.commit()
+    environments.announce(request.app.state.bus, env)  # a worker wakes for it
+    out = await render_environment(session, env, api_base(request), explain=explain)
+    response.headers["Location"] = out.url
+    return out
+
+
+@router.get(
+    "/environments",
+    response_model=Page[EnvironmentOut],
+    summary="List environments",
+    operation_id="list_environments",
+)
+async def list_environments(
+    request: Request,
+    session: SessionDep,
+    _: Viewer,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[EnvironmentOut]:
+    total, rows = await environments.search(
+        session=session, status=status, owner=owner, limit=limit, offset=offset
+    )
+    base = api_base(request)
+    return Page(count=total, items=[await render_environment(session, e, base, explain=False) for e in rows])
+
+
+@router.get(
+    "/environments/{id}",
+    response_model=EnvironmentOut,
+    summary="An environment",
+    operation_id="get_environment",
+    responses=responses(404),
+)
+async def get_environment(
+    request: Request, session: SessionDep, _: Viewer, ident: EnvIdent, explain: Explain = False
+) -> EnvironmentOut:
+    env = await environments.get(session=session, ident=ident)
+    return await render_environment(session, env, api_base(request), explain=explain)
+
+
+@router.post(
+    "/environments/{id}/release",
+    status_code=202,
+    response_model=EnvironmentOut,
+    summary="Tear an environment down and release what it holds",
+    operation_id="release_environment",
+    responses=responses(404, 409),
+)
+async def release_environment(
+    request: Request, session: SessionDep, actor: Operator, ident: EnvIdent
+) -> EnvironmentOut:
+    env = await environments.request_release(
+        session=session, actor=actor, ident=ident, reason=f"released by {actor.name}"
+    )
+    await session.commit()
+    environments.announce(request.app.state.bus, env)
+    return await render_environment(session, env, api_base(request), explain=False)

@@ -1,0 +1,128 @@
+"""The environment worker: provisions standalone environments and tears them down.
+
+It claims an environment that is ``pending`` (deploy, then boot: ``ready``, or ``failed``
+with everything it held released) or ``releasing`` (torn down: ``released``) under a lease.
+An environment whose worker died is claimed again once its lease expires: one that was
+being provisioned is torn down and failed with the reason. Ready environments past their
+expiry are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from labfleet.db.base import utcnow
+from labfleet.db.models.pipelines import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
+from labfleet.services import environments
+from labfleet.services.events import EventBus
+from labfleet.services.provisioning import Provisioner, ProvisionFailed
+
+log = logging.getLogger(__name__)
+
+
+class EnvironmentWorker:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        provisioner: Provisioner,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 5.0,
+        max_running: int = 16,
+    ) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self.provisioner = provisioner
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.max_running = max_running
+        self.name = f"{socket.gethostname()}:{os.getpid()}:environments"
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            async with self.bus.listening([environments.TOPIC_ALL]) as asked:
+                while True:
+                    claimed = None
+                    if len(self._running) < self.max_running:
+                        try:
+                            async with self.sessions() as session:
+                                claimed = await environments.claim(
+                                    session, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
+                                )
+                                await session.commit()
+                        except Exception:
+                            log.exception("claiming an environment failed")
+                    if claimed is None:
+                        # Until one is created or released here (an event), or the poll interval.
+                        await asked.get(timeout=self.poll_seconds)
+                        continue
+                    task = asyncio.create_task(self._handle(claimed.id, claimed.status, claimed.attempt))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+        finally:
+            for task in list(self._running):
+                task.cancel()
+
+    async def expire(self, now: datetime | None = None) -> list[int]:
+        """Ready standalone environments past their expiry are released."""
+        async with self.sessions() as session:
+            due = await environments.expired_ready(session, now=now or utcnow())
+            for ident in due:
+                env = await environments.get(session=session, ident=ident)
+                env.status, env.release_reason = ENV_RELEASING, "expired"
+            await session.commit()
+        return due
+
+    async def _handle(self, env_id: int, status: str, attempt: int) -> None:
+        beat = asyncio.create_task(self._beat(env_id))
+        try:
+            if status == ENV_RELEASING:
+                await self.provisioner.teardown(env_id, reason="released")
+            elif status == ENV_PROVISIONING or (status == ENV_PENDING and attempt > 0):
+                await self._fail(env_id, "interrupted: the labfleet process provisioning it stopped")
+            else:
+                try:
+                    await self.provisioner.deploy(env_id)
+                    await self.provisioner.boot(env_id)
+                except ProvisionFailed as exc:
+                    healthy = await self.provisioner.check_resource(env_id)
+                    blame = "" if healthy else f"; {exc.resource} failed its health check"
+                    await self._fail(env_id, exc.message + blame)
+                else:
+                    async with self.sessions() as session:
+                        env = await environments.get(session=session, ident=env_id, refresh=True)
+                        env.lease_owner = env.lease_expires_at = None
+                        await session.commit()
+        except Exception:
+            log.exception("environment %s: provisioning failed in labfleet itself", env_id)
+            with contextlib.suppress(Exception):
+                await self._fail(env_id, "internal error in labfleet (see its log)")
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _fail(self, env_id: int, reason: str) -> None:
+        async with self.sessions() as session:
+            env = await environments.get(session=session, ident=env_id, refresh=True)
+            env.status, env.error = ENV_FAILED, reason
+            await session.commit()
+        await self.provisioner.teardown(env_id, reason=f"failed: {reason}")
+
+    async def _beat(self, env_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 4)
+            async with self.sessions() as session:
+                await environments.beat(
+                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
+                )
+                await session.commit()

@@ -1,0 +1,390 @@
+"""The pipeline worker on a real database with real builds (the rig's SSH server and git), and a
+provisioner whose device steps are scripted: the orchestration itself is what is under test.
+
+- property 24: a deploy that fails on a resource which then fails its health check moves to
+  another resource when one can take it; one that passes its check fails the stage; nothing
+  stays reserved either way;
+- a cancel mid-stage releases everything; a worker that dies mid-stage leaves a pipeline that
+  the next worker fails with the reason (deploy, boot, test) or resumes (build).
+
+Validates: 16.4, 17.2, 17.4, 17.5, 11.5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from labfleet.db.models import Environment, Host, HostLabel, Pipeline, PipelineStage, Reservation, TestResult
+from labfleet.engine import Engine, EngineSettings
+from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
+from labfleet.hw.fakes import FakeConsole
+from labfleet.hw.ssh import SshPool
+from labfleet.schemas.auth import Actor
+from labfleet.schemas.enums import Role
+from labfleet.schemas.pipelines import PipelineCreate
+from labfleet.services import credentials, pipelines
+from labfleet.services.provisioning import Provisioner, ProvisionFailed
+from tests.engine.conftest import BOX, Rig
+
+USER = Actor(name="ci-bot", role=Role.operator)
+_names = itertools.count(1)
+
+
+class _Console(FakeConsole):
+    async def __aenter__(self) -> _Console:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+@dataclass
+class Script:
+    """How each host behaves: deploy fails on these; these fail their health check; boot takes this long."""
+
+    deploy_fails: set[str] = field(default_factory=set)
+    unhealthy: set[str] = field(default_factory=set)
+    boot_s: float = 0.0
+    deployed: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+class ScriptedProvisioner(Provisioner):
+    """The real provisioner (rows, reservations, teardown), its device steps scripted."""
+
+    script: Script
+
+    async def _host_of(self, env_id: int) -> str:
+        async with self.sessions() as session:
+            env = await session.get(Environment, env_id)
+            assert env is not None and env.host_id is not None
+            host = await session.get(Host, env.host_id)
+            assert host is not None
+            return host.hostname
+
+    async def _deploy_vm(self, env_id: int, say: Any) -> None:
+        name = await self._host_of(env_id)
+        await self._vm(env_id)  # the domain, files and console port are chosen as for real
+        self.script.deployed.append(name)
+        if name in self.script.deploy_fails:
+            raise ProvisionFailed(f"deploying to host {name} failed: libvirt said no", resource=name)
+
+    async def _boot_vm(self, env_id: int, pattern: str, timeout: float, say: Any, console_log: Any) -> None:
+        await asyncio.sleep(self.script.boot_s)
+
+    async def _remove_vm(self, vm: Any, say: Any) -> None:
+        self.script.removed.append(vm.hostname)
+
+    async def check_resource(self, env_id: int, say: Any = print) -> bool:
+        name = await self._host_of(env_id)
+        self.script.checked.append(name)
+        return name not in self.script.unhealthy
+
+    async def console(self, env_id: int, log: Any = None) -> Any:
+        return _Console().on("^true$", "").on("^false$", "", exit_status=1).on("^echo hi$", "hi\n")
+
+
+async def add_host(rig: Rig, name: str, cores: int, labels: dict[str, str]) -> int:
+    async with rig.sessions() as session:
+        host = Host(
+            hostname=name,
+            address=f"{name}.lab",
+            ssh_user="root",
+            ssh_secret=credentials.seal(BOX, password="not used"),
+            libvirt_uri=f"qemu+ssh://root@{name}.lab/system",
+            cpu_cores=cores,
+            memory_mb=8192,
+            storage_gb=100.0,
+            native_architecture="x86_64",
+            machine_types={"x86_64": ["pc"]},
+            labels=[HostLabel(key=k, value=v) for k, v in labels.items()],
+        )
+        session.add(host)
+        await session.commit()
+        return host.id
+
+
+def request(rig: Rig, tests: list[dict[str, str]] | None = None, **fields: Any) -> PipelineCreate:
+    return PipelineCreate.model_validate(
+        {
+            "repository_url": rig.repo_url,
+            "branch": "main",
+            "architecture": "x86_64",
+            "environment_type": "qemu",
+            "build": {
+                "command": "make && cp out/env.txt out/kernel && cp out/commit.txt out/initramfs",
+                "artifacts": [
+                    {"path": "out/kernel", "type": "kernel"},
+                    {"path": "out/initramfs", "type": "initramfs"},
+                ],
+            },
+            "tests": tests or [{"name": "t", "command": "true"}, {"name": "hi", "command": "echo hi"}],
+            **fields,
+        }
+    )
+
+
+@dataclass
+class Lab:
+    rig: Rig
+    script: Script
+    engine: Engine
+
+
+@pytest.fixture
+async def lab(rig: Rig) -> AsyncIterator[Lab]:
+    script = Script()
+    async with SshPool() as pool:
+        provisioner = ScriptedProvisioner(
+            sessions=rig.sessions,
+            bus=rig.bus,
+            store=rig.store,
+            secrets=BOX,
+            pool=pool,
+            hardware=None,  # type: ignore[arg-type]
+            host_probe=None,  # type: ignore[arg-type]
+            board_probe=None,  # type: ignore[arg-type]
+        )
+        provisioner.script = script
+        engine = Engine(
+            sessions=rig.sessions,
+            bus=rig.bus,
+            store=rig.store,
+            secrets=BOX,
+            settings=EngineSettings(
+                policy=rig.policy,
+                poll_seconds=0.2,
+                device_checks=False,
+                pipelines=PipelineSettings(
+                    poll_seconds=0.1, heartbeat_seconds=0.3, lease_seconds=3, resource_retry_s=0.2
+                ),
+            ),
+            provisioner=provisioner,
+        )
+        async with engine:
+            yield Lab(rig, script, engine)
+
+
+async def submit(rig: Rig, data: PipelineCreate) -> int:
+    async with rig.sessions() as session:
+        p = await pipelines.submit(session=session, actor=USER, policy=rig.policy, data=data)
+        await session.commit()
+        return p.id
+
+
+async def wait(
+    rig: Rig, ident: int, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+) -> Pipeline:
+    async with asyncio.timeout(60):
+        while True:
+            async with rig.sessions() as session:
+                p = await pipelines.get(session=session, ident=ident, refresh=True)
+            if p.status in statuses:
+                return p
+            await asyncio.sleep(0.1)
+
+
+async def stages(rig: Rig, ident: int) -> dict[str, PipelineStage]:
+    async with rig.sessions() as session:
+        return {s.name: s for s in await pipelines.stages(session, ident)}
+
+
+async def active_reservations(rig: Rig) -> list[Reservation]:
+    async with rig.sessions() as session:
+        return list(await session.scalars(select(Reservation).where(Reservation.released_at.is_(None))))
+
+
+async def log_of(rig: Rig, ident: int) -> str:
+    async with rig.sessions() as session:
+        _, _, data, _ = await pipelines.read_log(session=session, ident=ident, offset=0, limit=10**7)
+        return data.decode()
+
+
+async def test_a_pipeline_runs_its_stages_in_order_and_stores_each_test(lab: Lab) -> None:
+    rig = lab.rig
+    await add_host(rig, f"kvm-{next(_names)}", 4, {})
+    ident = await submit(
+        rig, request(rig, tests=[{"name": "ok", "command": "true"}, {"name": "no", "command": "false"}])
+    )
+    p = await wait(rig, ident)
+    assert (p.status, p.error) == ("failed", "stage test failed: 1 of 2 test(s) failed: no")
+    s = await stages(rig, ident)
+    assert [(n, x.status) for n, x in s.items()] == [
+        ("build", "succeeded"),
+        ("deploy", "succeeded"),
+        ("boot", "succeeded"),
+        ("test", "failed"),
+    ]
+    # Strictly in order: each stage started after the one before it ended.
+    order = [s[n] for n in ("build", "deploy", "boot", "test")]
+    for before, after in itertools.pairwise(order):
+        assert before.finished_at is not None and after.started_at is not None
+        assert before.finished_at <= after.started_at
+        assert (
+            before.log_end is not None and after.log_start is not None and before.log_end <= after.log_start
+        )
+    assert p.resolved_commit == rig.commits[-1]
+    async with rig.sessions() as session:
+        results = list(await session.scalars(select(TestResult).where(TestResult.pipeline_id == ident)))
+    assert [(r.name, r.status, r.exit_status) for r in results] == [("ok", "passed", 0), ("no", "failed", 1)]
+    assert await active_reservations(rig) == []
+    log = await log_of(rig, ident)
+    assert "test no: FAIL (exit status 1)" in log and "built " in log  # the build's own output is in it
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    hosts=st.lists(
+        st.tuples(st.booleans(), st.booleans()),  # (deploy fails on it, it fails its health check)
+        min_size=1,
+        max_size=3,
+    )
+)
+async def test_property_24_a_provisioning_failure_moves_to_an_alternative(
+    lab: Lab, hosts: list[tuple[bool, bool]]
+) -> None:
+    """Hosts are tried best first (more cores first); one whose deploy fails and whose health
+    check fails is left for the next; a deploy failure on a healthy host fails the stage."""
+    rig, script = lab.rig, lab.script
+    tag = f"ex{next(_names)}"
+    names = []
+    for i, (fails, sick) in enumerate(hosts):
+        name = f"{tag}-h{i}"
+        names.append(name)
+        await add_host(rig, name, 16 - i, {"example": tag})  # h0 is chosen first, then h1...
+        if fails:
+            script.deploy_fails.add(name)
+        if sick:
+            script.unhealthy.add(name)
+    start = len(script.deployed)
+    ident = await submit(rig, request(rig, requirements={"labels": {"example": tag}}))
+    p = await wait(rig, ident)
+    tried = script.deployed[start:]
+    # Oracle: walk the hosts in order of preference.
+    expected_tried, outcome = [], "succeeded"
+    for name, (fails, sick) in zip(names, hosts, strict=True):
+        expected_tried.append(name)
+        if not fails:
+            break
+        if not sick:
+            outcome = "failed"  # the artifacts are to blame: no other host is tried
+            break
+    else:
+        outcome = "failed"  # every host failed: no alternative left
+    assert tried == expected_tried, (hosts, tried)
+    assert p.status == outcome, (hosts, p.error)
+    deploy = (await stages(rig, ident))["deploy"]
+    failed_over = [n for n, (fails, sick) in zip(names, hosts, strict=True) if n in tried and fails and sick]
+    assert deploy.resources.get("failed_resources", []) == failed_over
+    if outcome == "failed":
+        assert deploy.status == "failed"
+        assert deploy.error is not None
+    # Each failed resource got its health check; nothing is left reserved.
+    assert [n for n in script.checked if n.startswith(tag)] == [n for n in tried if n in script.deploy_fails]
+    assert await active_reservations(rig) == []
+
+
+async def test_cancel_during_boot_releases_everything(lab: Lab) -> None:
+    rig, script = lab.rig, lab.script
+    await add_host(rig, f"kvm-{next(_names)}", 4, {})
+    script.boot_s = 30
+    ident = await submit(rig, request(rig))
+    async with asyncio.timeout(30):
+        while (await stages(rig, ident))["boot"].status != "running":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert len(await active_reservations(rig)) == 1
+    async with rig.sessions() as session:
+        await pipelines.cancel(session=session, actor=USER, ident=ident)
+        await session.commit()
+    p = await wait(rig, ident)
+    assert p.status == "cancelled"
+    s = await stages(rig, ident)
+    assert [x.status for x in s.values()] == ["succeeded", "succeeded", "cancelled", "skipped"]
+    assert s["boot"].error == "cancelled by ci-bot"
+    assert await active_reservations(rig) == []
+    assert script.removed  # the VM was torn down
+
+
+def die(engine: Engine, ident: int) -> None:
+    """The worker holding the pipeline stops dead: no more heartbeats, no cleanup, no handover."""
+    worker = engine.pipelines
+
+    async def nothing() -> None:
+        return None
+
+    worker.stop = nothing  # type: ignore[method-assign]
+    worker.settings = PipelineSettings(max_pipelines=0)  # and it claims nothing any more
+    worker._runs[ident].cancel()
+
+
+async def take_over(lab: Lab) -> PipelineWorker:
+    return PipelineWorker(
+        sessions=lab.rig.sessions,
+        bus=lab.rig.bus,
+        provisioner=lab.engine.provisioner,
+        build_policy=lab.rig.policy,
+        settings=PipelineSettings(poll_seconds=0.1, heartbeat_seconds=0.3, lease_seconds=3),
+        name="worker-b",
+    )
+
+
+async def test_a_pipeline_whose_worker_died_mid_boot_fails_that_stage_with_the_reason_and_holds_nothing(
+    lab: Lab,
+) -> None:
+    rig, script = lab.rig, lab.script
+    await add_host(rig, f"kvm-{next(_names)}", 4, {})
+    script.boot_s = 60
+    ident = await submit(rig, request(rig))
+    async with asyncio.timeout(30):
+        while (await stages(rig, ident))["boot"].status != "running":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    die(lab.engine, ident)
+    assert len(await active_reservations(rig)) == 1  # held until someone takes over
+    other = await take_over(lab)
+    task = asyncio.create_task(other.run())
+    try:
+        p = await wait(rig, ident)
+    finally:
+        task.cancel()
+    assert p.status == "failed"
+    s = await stages(rig, ident)
+    assert [x.status for x in s.values()] == ["succeeded", "succeeded", "failed", "skipped"]
+    assert s["boot"].error is not None and s["boot"].error.startswith("interrupted: the labfleet process")
+    assert await active_reservations(rig) == []
+    assert "taken over by worker-b" in await log_of(rig, ident)
+
+
+async def test_a_pipeline_whose_worker_died_mid_build_follows_the_same_build_to_the_end(lab: Lab) -> None:
+    rig = lab.rig
+    await add_host(rig, f"kvm-{next(_names)}", 4, {})
+    data = request(rig)
+    data.build.command = "sleep 3; " + (data.build.command or "")
+    ident = await submit(rig, data)
+    async with asyncio.timeout(30):
+        while "build_job" not in (await stages(rig, ident))["build"].resources:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    build_job = (await stages(rig, ident))["build"].resources["build_job"]
+    die(lab.engine, ident)
+    other = await take_over(lab)
+    task = asyncio.create_task(other.run())
+    try:
+        p = await wait(rig, ident)
+    finally:
+        task.cancel()
+    assert p.status == "succeeded", p.error
+    s = await stages(rig, ident)
+    assert s["build"].resources["build_job"] == build_job  # the same build, not a second one
+    assert s["build"].attempt == 2
+    assert p.build_job_id == build_job
+    assert "following build job" in await log_of(rig, ident)
+    assert await active_reservations(rig) == []
