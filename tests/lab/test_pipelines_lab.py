@@ -170,3 +170,61 @@ def test_arm64_on_a_pdudaemon_powered_board(
     assert {t["status"] for t in p["tests"]} == {"passed"}
     assert len(p["tests"]) == 4
     assert_nothing_left(server, token)
+
+
+def test_a_serve_killed_mid_boot_holds_nothing_once_the_next_one_takes_over(
+    lab: VirtualLab, tmp_path: Path, fresh_db_url: str
+) -> None:
+    """SIGKILL of ``labfleet serve`` while the VM boots: the next ``serve`` takes the pipeline
+    over after its lease, fails the boot stage with the reason, and removes the domain, its
+    files and the reservation the dead process left behind."""
+    data = tmp_path / "data"
+    env = {
+        "LABFLEET_DEVICE_CHECKS": "true",
+        "LABFLEET_PIPELINE_LEASE_SECONDS": "4",
+        "LABFLEET_PIPELINE_HEARTBEAT_SECONDS": "1",
+        "LABFLEET_DEPLOY_CONSOLE_PORT_FIRST": "24400",
+    }
+    plan = tmp_path / "slow-boot.toml"
+    # A pattern the console never shows: the boot stage runs until the process is killed.
+    plan.write_text((PLANS / "qemu.toml").read_text().replace("labfleet-lab: .* booted", "never printed"))
+    first = Server(data, fresh_db_url)
+    first.env |= env
+    with first:
+        token = admin_token(first)
+        register(lab.paths, url=first.url, token=token)
+        code, out = cli(
+            first, "pipelines", "run", "--repo", lab.repo_url, "--branch", lab.repo_branch,
+            "--arch", "x86_64", "--env-type", "qemu", "--test-plan", str(plan), "--json", token=token,
+        )  # fmt: skip
+        assert code == 0, out
+        ident = json.loads(out)["id"]
+        deadline = time.monotonic() + 120
+        while True:
+            p = shown(first, token, "pipelines", "show", str(ident))
+            if p["stages"][2]["status"] == "running" and "domain" in p["stages"][2]["resources"]:
+                break
+            assert time.monotonic() < deadline, p
+            time.sleep(0.5)
+        domain = p["stages"][2]["resources"]["domain"]
+        first.proc.kill()  # no cleanup of any kind
+        first.proc.wait(timeout=15)
+    listed = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert domain in listed  # the dead process left it running
+
+    second = Server(data, fresh_db_url)
+    second.env |= env
+    with second:
+        deadline = time.monotonic() + 90
+        while (p := shown(second, token, "pipelines", "show", str(ident)))["status"] == "running":
+            assert time.monotonic() < deadline, p
+            time.sleep(0.5)
+        assert p["status"] == "failed"
+        assert [s["status"] for s in p["stages"]] == ["succeeded", "succeeded", "failed", "skipped"]
+        assert p["stages"][2]["error"].startswith("interrupted: the labfleet process running it")
+        assert_nothing_left(second, token)
+        code, log = cli(second, "pipelines", "logs", str(ident), token=token)
+        assert code == 0
+        assert "taken over by" in log and f"destroyed and undefined {domain}" in log

@@ -29,6 +29,7 @@ from labfleet.api.routes.resources import boards_router, build_servers_router, h
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.engine import Engine, EngineSettings
+from labfleet.engine.pipelines import PipelineEnvironment
 from labfleet.secretbox import SecretBox
 from labfleet.selection import Thresholds
 from labfleet.services.artifacts import open_store
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
                             health_failure_limit=settings.health_failure_limit,
                             device_checks=settings.device_checks,
                             utilization_retention_days=settings.utilization_retention_days,
+                            pipelines=PipelineEnvironment().settings(),
                         ),
                     )
                 )
