@@ -90,6 +90,9 @@ class ScriptedProvisioner(Provisioner):
         self.script.checked.append(name)
         return name not in self.script.unhealthy
 
+    async def refresh_usage(self, env_id: int) -> None:
+        return None  # the made-up hosts have no libvirt to sample
+
     async def console(self, env_id: int, log: Any = None) -> Any:
         return _Console().on("^true$", "").on("^false$", "", exit_status=1).on("^echo hi$", "hi\n")
 
@@ -387,4 +390,24 @@ async def test_a_pipeline_whose_worker_died_mid_build_follows_the_same_build_to_
     assert s["build"].attempt == 2
     assert p.build_job_id == build_job
     assert "following build job" in await log_of(rig, ident)
+    assert await active_reservations(rig) == []
+
+
+async def test_pipelines_waiting_for_the_same_target_get_it_oldest_first(lab: Lab) -> None:
+    rig, script = lab.rig, lab.script
+    tag = f"fifo{next(_names)}"
+    await add_host(rig, f"{tag}-kvm", 1, {"example": tag})  # room for one VM at a time
+    script.boot_s = 0.5
+    ids = [await submit(rig, request(rig, requirements={"labels": {"example": tag}})) for _ in range(4)]
+    for ident in ids:
+        assert (await wait(rig, ident)).status == "succeeded"
+    async with rig.sessions() as session:
+        served = list(
+            await session.scalars(
+                select(Environment.pipeline_id)
+                .where(Environment.pipeline_id.in_(ids))
+                .order_by(Environment.id)
+            )
+        )
+    assert served == ids
     assert await active_reservations(rig) == []

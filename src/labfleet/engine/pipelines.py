@@ -108,6 +108,11 @@ class PipelineWorker:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:pipelines"
         self._runs: dict[int, asyncio.Task[None]] = {}
+        self._queues: dict[str, set[int]] = {}
+
+    def queue_for(self, request: str) -> set[int]:
+        """The pipelines of this worker waiting for a target of exactly this request."""
+        return self._queues.setdefault(request, set())
 
     async def run(self) -> None:
         """Claim while there is work; then wait for a pipeline to be queued (an event) or the
@@ -170,6 +175,15 @@ async def _next_queued(sub: Any, timeout: float) -> None:
         event = await sub.get(timeout=left)
         if event is None or event.data.get("status") != RUNNING:
             return
+
+
+def _why_not_now(exc: Unavailable) -> str:
+    """The refusal with what each alternative lacks, so a wait says what it waits for."""
+    lacks = []
+    for alt in exc.alternatives[:3]:
+        reasons = "; ".join(str(r.get("message", r)) for r in alt.get("lacks", []) if isinstance(r, dict))
+        lacks.append(f"{alt.get('name')}: {reasons or alt.get('message') or 'busy'}")
+    return exc.message + (f" ({' | '.join(lacks)})" if lacks else "")
 
 
 class _Run:
@@ -451,10 +465,36 @@ class _Run:
     async def _new_environment(self, skip: list[int], *, wait: bool = True) -> int:
         await self._load_build_id()
         data = self._environment_request()
+        deadline = asyncio.get_running_loop().time() + self.w.settings.resource_wait_s
+        turn = self.w.queue_for(
+            data.model_dump_json(include={"kind", "architecture", "target", "requirements"})
+        )
+        turn.add(self.id)
+        try:
+            return await self._reserve_in_turn(data, skip, turn, wait=wait, deadline=deadline)
+        finally:
+            turn.discard(self.id)
+
+    async def _reserve_in_turn(
+        self, data: EnvironmentCreate, skip: list[int], turn: set[int], *, wait: bool, deadline: float
+    ) -> int:
+        """Pipelines asking for the same thing are served oldest first: a younger one tries only
+        when no older one is waiting for it (in this process)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.w.settings.resource_wait_s
         waiting_said = None
         while True:
+            if wait and min(turn) < self.id:
+                if waiting_said is None:
+                    waiting_said = f"behind pipeline #{min(turn)}"
+                    self.say(
+                        f"waiting behind older pipelines asking for the same target (#{min(turn)} first)"
+                    )
+                await asyncio.sleep(self.w.settings.resource_retry_s / 3)
+                if loop.time() > deadline:
+                    raise StageFailed(
+                        f"no {self.kind} target came free within {self.w.settings.resource_wait_s:g} s"
+                    )
+                continue
             try:
                 async with self.w.sessions() as session:
                     env = await environments.create(
@@ -475,9 +515,10 @@ class _Run:
             except Unavailable as exc:
                 if not wait:
                     raise
-                if waiting_said != exc.message:
-                    self.say(f"waiting for a {'host' if self.kind == 'qemu' else 'board'}: {exc.message}")
-                    waiting_said = exc.message
+                why = _why_not_now(exc)
+                if waiting_said != why:
+                    self.say(f"waiting for a {'host' if self.kind == 'qemu' else 'board'}: {why}")
+                    waiting_said = why
                 if loop.time() > deadline:
                     raise StageFailed(
                         f"no {self.kind} target came free within {self.w.settings.resource_wait_s:g} s: "

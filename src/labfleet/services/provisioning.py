@@ -550,6 +550,13 @@ class Provisioner:
             await session.commit()
             environments.announce(self.bus, env)
         say(f"environment #{env_id} released ({reason})")
+        if kind == QEMU and has_vm:
+            await self.refresh_usage(env_id)
+
+    async def refresh_usage(self, env_id: int) -> None:
+        """The host's utilization sample counted the VM just removed: take a new one now, or
+        selection would judge the host by it (and pass it over) until the next periodic check."""
+        await self.check_resource(env_id)
 
     async def _remove_vm(self, vm: _Vm, say: Say) -> None:
         """Destroy and undefine the domain and remove its files; what cannot be reached is said."""
