@@ -16,6 +16,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from labfleet.db.base import utcnow
 from labfleet.db.models import Environment, Host, HostLabel, Pipeline, PipelineStage, Reservation, TestResult
 from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
@@ -30,8 +32,9 @@ from labfleet.hw.fakes import FakeConsole
 from labfleet.hw.ssh import SshPool
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.schemas.pipelines import PipelineCreate
-from labfleet.services import credentials, pipelines
+from labfleet.schemas.pipelines import EnvironmentCreate, PipelineCreate
+from labfleet.schemas.reservations import ReservationCreate
+from labfleet.services import credentials, environments, pipelines, reservations
 from labfleet.services.provisioning import Provisioner, ProvisionFailed
 from tests.engine.conftest import BOX, Rig
 
@@ -396,9 +399,23 @@ async def test_a_pipeline_whose_worker_died_mid_build_follows_the_same_build_to_
 async def test_pipelines_waiting_for_the_same_target_get_it_oldest_first(lab: Lab) -> None:
     rig, script = lab.rig, lab.script
     tag = f"fifo{next(_names)}"
-    await add_host(rig, f"{tag}-kvm", 1, {"example": tag})  # room for one VM at a time
+    host = await add_host(rig, f"{tag}-kvm", 1, {"example": tag})  # room for one VM at a time
     script.boot_s = 0.5
+    async with rig.sessions() as session:  # someone else holds it while all four come to wait
+        blocker = await reservations.reserve(
+            session=session,
+            actor=Actor(name="someone", role=Role.operator),
+            data=ReservationCreate(host_id=host, vcpus=1, purpose="in the way"),
+        )
+        await session.commit()
     ids = [await submit(rig, request(rig, requirements={"labels": {"example": tag}})) for _ in range(4)]
+    async with asyncio.timeout(60):
+        while {(await stages(rig, i))["deploy"].status for i in ids} != {"running"}:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1)
+    async with rig.sessions() as session:
+        await reservations.release_for(session=session, ident=blocker.id, reason="done")
+        await session.commit()
     for ident in ids:
         assert (await wait(rig, ident)).status == "succeeded"
     async with rig.sessions() as session:
@@ -410,4 +427,61 @@ async def test_pipelines_waiting_for_the_same_target_get_it_oldest_first(lab: La
             )
         )
     assert served == ids
+    assert await active_reservations(rig) == []
+
+
+async def wait_env(rig: Rig, ident: int, statuses: tuple[str, ...]) -> Environment:
+    async with asyncio.timeout(30):
+        while True:
+            async with rig.sessions() as session:
+                env = await session.get(Environment, ident, populate_existing=True)
+                assert env is not None
+            if env.status in statuses:
+                return env
+            await asyncio.sleep(0.1)
+
+
+async def test_a_standalone_environment_is_provisioned_then_released_when_it_expires(lab: Lab) -> None:
+    rig, script = lab.rig, lab.script
+    tag = f"env{next(_names)}"
+    good = f"{tag}-good"
+    await add_host(rig, good, 4, {"example": tag})
+    pipeline = await submit(rig, request(rig, requirements={"labels": {"example": tag}}))
+    build_id = (await wait(rig, pipeline)).build_job_id
+    data = EnvironmentCreate.model_validate(
+        {
+            "kind": "qemu",
+            "architecture": "x86_64",
+            "artifacts": {"build_id": build_id},
+            "requirements": {"labels": {"example": tag}},
+        }
+    )
+    async with rig.sessions() as session:
+        env = await environments.create(session=session, actor=USER, data=data)
+        await session.commit()
+        environments.announce(rig.bus, env)
+    ready = await wait_env(rig, env.id, ("ready", "failed"))
+    assert ready.status == "ready", ready.error
+    assert [s["step"] for s in ready.detail["steps"]] == ["boot"]  # the scripted deploy records none
+    assert len(await active_reservations(rig)) == 1
+    # Past its expiry: the sweep asks for its release, the worker tears it down.
+    async with rig.sessions() as session:
+        row = await session.get(Environment, env.id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        await session.commit()
+    assert await lab.engine.environments.expire() == [env.id]
+    released = await wait_env(rig, env.id, ("released",))
+    assert released.release_reason == "expired"
+    assert await active_reservations(rig) == []
+
+    # One whose deploy fails: failed, with the reason, and nothing held.
+    script.deploy_fails.add(good)
+    async with rig.sessions() as session:
+        env = await environments.create(session=session, actor=USER, data=data)
+        await session.commit()
+        environments.announce(rig.bus, env)
+    failed = await wait_env(rig, env.id, ("failed",))
+    assert failed.error is not None and "libvirt said no" in failed.error
+    assert failed.released_at is not None
     assert await active_reservations(rig) == []
