@@ -82,6 +82,30 @@ async def test_a_flash_that_boots_sets_the_firmware_and_the_known_good_image(fla
     assert "flash-progress" in seen and seen[-1] == "flash"
 
 
+async def test_a_flash_without_a_boot_check_is_not_yet_known_good(flash_rig: FlashRig) -> None:
+    """Known good means seen booting: a verified write alone (a pipeline's, whose boot stage then
+    watches the boot) keeps the board's known-good image until ``record_known_good``."""
+    rig = flash_rig
+    board = await rig.board()
+    good = await rig.artifact(os.urandom(10_000), commit="good")
+    await rig.request(board.id, good.id)
+    [first] = await rig.worker().run_once()
+    assert first.status == "succeeded", first.error
+    new = await rig.artifact(os.urandom(10_000), commit="new")
+    await rig.request(board.id, new.id, boot_check=False)
+    [done] = await rig.worker().run_once()
+    assert done.status == "succeeded", done.error
+    after = await rig.fresh_board(board.id)
+    assert (after.firmware_version, after.known_good_artifact_id) == ("new", good.id)
+    assert await references(rig, good.id) == {("board", board.id)}
+    async with rig.sessions() as session:
+        await flashing.record_known_good(session=session, board_id=board.id, artifact_id=new.id)
+        await session.commit()
+    assert (await rig.fresh_board(board.id)).known_good_artifact_id == new.id
+    assert await references(rig, new.id) == {("board", board.id)}
+    assert await references(rig, good.id) == set()
+
+
 async def test_a_failed_verify_rolls_back_to_the_known_good_image(flash_rig: FlashRig) -> None:
     # Validates: 6.3, 6.4
     rig = flash_rig

@@ -763,17 +763,18 @@ class JobRun:
                 )
                 return None
             board_values: dict[str, Any] = {"status": verdict.board_status or job.previous_status}
+            # Known good means seen booting: a flash without a boot check (a pipeline's, whose
+            # boot stage checks it) leaves that to whoever saw it boot (``record_known_good``).
+            known_good = verdict.firmware and job.boot_check
             if verdict.firmware:
                 board_values["firmware_version"] = job.target_version
+            if known_good:
                 board_values["known_good_artifact_id"] = job.artifact_id
             before = await repo.set_board(
                 session, board_id=board.id, values=board_values, when_status=BoardStatus.flashing.value
             )
-            if verdict.firmware and job.artifact_id is not None:
-                await repo.let_go(session, holder_kind=repo.BOARD_HOLDER, holder_id=board.id)
-                await repo.hold_artifact(
-                    session, artifact_id=job.artifact_id, holder_kind=repo.BOARD_HOLDER, holder_id=board.id
-                )
+            if known_good and job.artifact_id is not None:
+                await _hold_known_good(session, board.id, job.artifact_id)
             await repo.let_go(session, holder_kind=repo.JOB_HOLDER, holder_id=job.id)
             actor = Actor(name=job.requested_by, role=SYSTEM.role, team=job.team)
             if verdict.alert is not None:
@@ -803,6 +804,19 @@ class JobRun:
         assert finished is not None
         announce(self.bus, finished)
         return finished
+
+
+async def record_known_good(*, session: AsyncSession, board_id: int, artifact_id: int) -> None:
+    """The image now on the board was seen booting: the one to roll back to from now on. Flushes."""
+    await repo.set_board(session, board_id=board_id, values={"known_good_artifact_id": artifact_id})
+    await _hold_known_good(session, board_id, artifact_id)
+
+
+async def _hold_known_good(session: AsyncSession, board_id: int, artifact_id: int) -> None:
+    await repo.let_go(session, holder_kind=repo.BOARD_HOLDER, holder_id=board_id)
+    await repo.hold_artifact(
+        session, artifact_id=artifact_id, holder_kind=repo.BOARD_HOLDER, holder_id=board_id
+    )
 
 
 def _after_success(job: FlashJob) -> str:

@@ -450,6 +450,7 @@ class Provisioner:
             board = await session.get(Board, board_id)
             assert board is not None
             name = board.name
+            image = next((int(env.artifacts[k]) for k in IMAGE_TYPES if k in env.artifacts), None)
         say(f"power-cycling board {name}; watching its console for {pattern!r} (up to {timeout:g} s)")
         async with self.sessions() as session:
             action = await power.cycle(
@@ -469,6 +470,10 @@ class Provisioner:
                 f"board {name} did not boot (power action #{action_id}): {error}", resource=name
             )
         say(f"board {name} booted (power action #{action_id})")
+        if image is not None:
+            async with self.sessions() as session:
+                await flashing.record_known_good(session=session, board_id=board_id, artifact_id=image)
+                await session.commit()
 
     # -- console
 
