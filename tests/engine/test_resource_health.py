@@ -31,6 +31,7 @@ from labfleet.db.models import (
     Board,
     BoardHealth,
     BoardLabel,
+    Environment,
     HealthThreshold,
     Host,
     PowerAction,
@@ -342,8 +343,8 @@ async def test_samples_past_the_retention_are_pruned(rig: Rig) -> None:
     assert await rig.monitor().prune_samples() == 0
 
 
-async def test_an_offline_host_alert_flags_its_vms_and_reservations(rig: Rig) -> None:
-    # Validates: 9.3 (no VM or environment rows yet: the alert names what there is)
+async def test_an_offline_host_alert_flags_its_vms_environments_and_reservations(rig: Rig) -> None:
+    # Validates: 9.3
     host_id, name = await rig.add_host()
     await rig.monitor().check_hosts()  # a sample: 2 VMs running
     async with rig.sessions() as session:
@@ -351,8 +352,23 @@ async def test_an_offline_host_alert_flags_its_vms_and_reservations(rig: Rig) ->
             host_id=host_id, owner="ana", vcpus=2, memory_mb=1024, expires_at=utcnow() + timedelta(hours=1)
         )
         session.add(held)
+        await session.flush()
+        env = Environment(
+            kind="qemu",
+            status="ready",
+            owner="ana",
+            architecture="x86_64",
+            host_id=host_id,
+            reservation_id=held.id,
+            expires_at=utcnow() + timedelta(hours=1),
+        )
+        gone = Environment(
+            kind="qemu", status="released", owner="bob", architecture="x86_64", host_id=host_id,
+            expires_at=utcnow(),
+        )  # fmt: skip
+        session.add_all([env, gone])
         await session.commit()
-        reservation = held.id
+        reservation, environment = held.id, env.id
     rig.probe.script(name, [False])
     (result,) = await rig.monitor(limit=1).check_hosts()
     assert (result.status, result.raised, result.reservations) == (
@@ -364,6 +380,7 @@ async def test_an_offline_host_alert_flags_its_vms_and_reservations(rig: Rig) ->
     assert alert is not None
     assert "2 VM(s) were running on it at its last answer" in alert.message
     assert f"reservations #{reservation} (ana) hold it" in alert.message
+    assert f"environments #{environment} (ana) are on it" in alert.message  # not the released one
     assert "connection refused" in alert.message
 
 

@@ -324,6 +324,10 @@ async def _unanswered(
     flagged = []
     if vms:
         flagged.append(f"{vms} VM(s) were running on it at its last answer")
+    envs = await repo.environments_on(session, host_id=target.host_id)
+    if envs:
+        named = (f"#{i} (pipeline #{p})" if p else f"#{i} ({owner})" for i, p, owner in envs)
+        flagged.append("environments " + ", ".join(named) + " are on it")
     if held:
         flagged.append("reservations " + ", ".join(f"#{i} ({owner})" for i, owner in held) + " hold it")
     message = f"QEMU host {target.hostname} did not answer {failures} health checks in a row: {error}"

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import Host, Reservation, UtilizationSample
+from labfleet.db.models import Environment, Host, Reservation, UtilizationSample
+from labfleet.db.models.pipelines import ENV_HOLDING
 from labfleet.db.repositories import health_checks
 from labfleet.db.repositories.health_checks import DECOMMISSIONED, DEGRADED, OFFLINE, ONLINE
 from labfleet.db.repositories.reservations import active
@@ -118,6 +119,16 @@ async def holders(session: AsyncSession, *, host_id: int, now: datetime) -> list
     return [(int(i), str(o)) for i, o in await session.execute(stmt)]
 
 
+async def environments_on(session: AsyncSession, *, host_id: int) -> list[tuple[int, int | None, str]]:
+    """The environments that hold something on the host: (id, pipeline id, owner), oldest first."""
+    stmt = (
+        select(Environment.id, Environment.pipeline_id, Environment.owner)
+        .where(Environment.host_id == host_id, Environment.status.in_(ENV_HOLDING))
+        .order_by(Environment.id)
+    )
+    return [(int(i), None if p is None else int(p), str(o)) for i, p, o in await session.execute(stmt)]
+
+
 __all__ = [
     "DECOMMISSIONED",
     "DEGRADED",
@@ -126,6 +137,7 @@ __all__ = [
     "add_sample",
     "bring_back_online",
     "claim_due",
+    "environments_on",
     "holders",
     "last_running_vms",
     "prune_samples",
