@@ -362,6 +362,7 @@ async def test_a_pipeline_whose_worker_died_mid_boot_fails_that_stage_with_the_r
         p = await wait(rig, ident)
     finally:
         task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # its shutdown ends with the test
     assert p.status == "failed"
     s = await stages(rig, ident)
     assert [x.status for x in s.values()] == ["succeeded", "succeeded", "failed", "skipped"]
@@ -387,6 +388,7 @@ async def test_a_pipeline_whose_worker_died_mid_build_follows_the_same_build_to_
         p = await wait(rig, ident)
     finally:
         task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # its shutdown ends with the test
     assert p.status == "succeeded", p.error
     s = await stages(rig, ident)
     assert s["build"].resources["build_job"] == build_job  # the same build, not a second one
@@ -470,7 +472,8 @@ async def test_a_standalone_environment_is_provisioned_then_released_when_it_exp
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
         await session.commit()
-    assert await lab.engine.environments.expire() == [env.id]
+    swept = await lab.engine.environments.expire()
+    assert swept in ([env.id], [])  # [] when the engine's own periodic sweep got there first
     released = await wait_env(rig, env.id, ("released",))
     assert released.release_reason == "expired"
     assert await active_reservations(rig) == []

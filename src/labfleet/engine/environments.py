@@ -69,8 +69,11 @@ class EnvironmentWorker:
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
         finally:
-            for task in list(self._running):
+            # Their teardowns end here, while the database and devices they use are still there.
+            tasks = list(self._running)
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def expire(self, now: datetime | None = None) -> list[int]:
         """Ready standalone environments past their expiry are released."""
@@ -108,8 +111,7 @@ class EnvironmentWorker:
                 await self._fail(env_id, "internal error in labfleet (see its log)")
         finally:
             beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            await asyncio.gather(beat, return_exceptions=True)
 
     async def _fail(self, env_id: int, reason: str) -> None:
         async with self.sessions() as session:

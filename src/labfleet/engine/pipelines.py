@@ -151,9 +151,7 @@ class PipelineWorker:
         tasks = list(self._runs.items())
         for _, task in tasks:
             task.cancel()
-        for _, task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
         for ident, _ in tasks:
             with contextlib.suppress(Exception):
                 async with self.sessions() as session:
@@ -233,9 +231,7 @@ class _Run:
         finally:
             beat.cancel()
             flusher.cancel()
-            for task in (beat, flusher):
-                with contextlib.suppress(asyncio.CancelledError, LeaseLost, Exception):
-                    await task
+            await asyncio.gather(beat, flusher, return_exceptions=True)
             if not self.lost:
                 with contextlib.suppress(LeaseLost, Exception):
                     await self.log.flush()
