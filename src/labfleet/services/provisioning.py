@@ -199,14 +199,7 @@ class Provisioner:
             host = await session.get(Host, env.host_id)
             assert host is not None
             if env.domain_name is None or env.console_port is None or env.remote_dir is None:
-                used = await repo.console_ports_in_use(session, host.id)
-                first, last = self.policy.console_ports
-                free = next((p for p in range(first, last + 1) if p not in used), None)
-                if free is None:
-                    raise ProvisionFailed(
-                        f"host {host.hostname}: every console port {first}-{last} is taken",
-                        resource=host.hostname,
-                    )
+                free = await self._free_port(session, host.id, host.hostname)
                 env.console_port = free
                 # A nonce: several labfleets (or databases) may share a host.
                 nonce = random.token_hex(4)
@@ -234,6 +227,18 @@ class Provisioner:
                 console_url=env.console_url or f"socket://{host.address}:{env.console_port}",
                 kvm=bool(host.kvm and host.native_architecture == env.architecture),
             )
+
+    async def _free_port(
+        self, session: AsyncSession, host_id: int, hostname: str, *, taken: frozenset[int] = frozenset()
+    ) -> int:
+        """The lowest console port of the range that no environment on the host holds (nor ``taken``)."""
+        used = await repo.console_ports_in_use(session, host_id) | taken
+        first, last = self.policy.console_ports
+        free = next((p for p in range(first, last + 1) if p not in used), None)
+        if free is None:
+            all_taken = f"every console port {first}-{last} is taken"
+            raise ProvisionFailed(f"host {hostname}: {all_taken}", resource=hostname)
+        return free
 
     async def _deploy_vm(self, env_id: int, say: Say) -> None:
         vm = await self._vm(env_id)
@@ -320,13 +325,7 @@ class Provisioner:
             return vm
         async with self.sessions() as session:
             env = await self._env(session, vm.env_id)
-            used = await repo.console_ports_in_use(session, vm.host_id) | taken
-            first, last = self.policy.console_ports
-            free = next((p for p in range(first, last + 1) if p not in used), None)
-            if free is None:
-                raise ProvisionFailed(
-                    f"host {vm.hostname}: every console port {first}-{last} is taken", resource=vm.hostname
-                )
+            free = await self._free_port(session, vm.host_id, vm.hostname, taken=frozenset(taken))
             env.console_port = free
             env.console_url = f"socket://{vm.address}:{free}"
             await session.commit()

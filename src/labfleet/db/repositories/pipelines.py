@@ -9,7 +9,6 @@ process died): that is how work survives a restart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,20 +43,6 @@ async def stages(session: AsyncSession, pipeline_id: int) -> list[PipelineStage]
         .execution_options(populate_existing=True)
     )
     return list(await session.scalars(stmt))
-
-
-async def stages_of(session: AsyncSession, pipeline_ids: Sequence[int]) -> dict[int, list[PipelineStage]]:
-    out: dict[int, list[PipelineStage]] = {i: [] for i in pipeline_ids}
-    if not pipeline_ids:
-        return out
-    stmt = (
-        select(PipelineStage)
-        .where(PipelineStage.pipeline_id.in_(pipeline_ids))
-        .order_by(PipelineStage.pipeline_id, PipelineStage.position)
-    )
-    for stage in await session.scalars(stmt):
-        out[stage.pipeline_id].append(stage)
-    return out
 
 
 async def results(session: AsyncSession, stage_id: int, attempt: int) -> list[TestResult]:
