@@ -30,8 +30,9 @@ from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.boards import BoardCreate
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, tokens
-from labfleet.services.validation import InputOnly
+from labfleet.services.core import tokens
+from labfleet.services.inventory import boards
+from labfleet.services.inventory.registration import InputOnly
 
 PG_ADMIN = normalize_database_url(
     os.environ.get("LABFLEET_TEST_PG_URL", "postgresql://labfleet:labfleet@127.0.0.1:5432/postgres")

@@ -33,7 +33,7 @@ from labfleet.db import migrate
 from labfleet.db.base import utcnow
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import BuildJob
-from labfleet.services import build_queue
+from labfleet.services.builds import queue as build_queue
 
 DEFAULT_PG = os.environ.get("LABFLEET_TEST_PG_URL", "postgresql://labfleet:labfleet@127.0.0.1:5432/postgres")
 

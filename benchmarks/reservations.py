@@ -41,7 +41,7 @@ from labfleet.errors import Conflict
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.reservations import ReservationCreate
-from labfleet.services import reservations
+from labfleet.services.reservations import service as reservations
 
 DEFAULT_PG = os.environ.get("LABFLEET_TEST_PG_URL", "postgresql://labfleet:labfleet@127.0.0.1:5432/postgres")
 CORES, MEMORY = 64, 256 * 1024

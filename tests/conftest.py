@@ -28,10 +28,10 @@ from labfleet.db.engine import create_engine
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
-from labfleet.services import tokens
-from labfleet.services.events import EventBus
-from labfleet.services.resource_probes import NoProbe
-from labfleet.services.validation import InputOnly
+from labfleet.services.core import tokens
+from labfleet.services.core.events import EventBus
+from labfleet.services.health.probes import NoProbe
+from labfleet.services.inventory.registration import InputOnly
 
 BACKENDS = ("sqlite", "postgresql")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from labfleet.hw.console import ConsoleProtocol
 from labfleet.hw.fakes import FakeConsole, FakePower
 from labfleet.hw.power import PowerProtocol
-from labfleet.services.power_access import BoardWiring
+from labfleet.services.power.access import BoardWiring
 
 BANNER = "labfleet-lab: fake booted"
 

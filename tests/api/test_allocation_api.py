@@ -26,7 +26,7 @@ from labfleet.db.models import (
     Reservation,
     UtilizationSample,
 )
-from labfleet.services import reservations as reservation_service
+from labfleet.services.reservations import service as reservation_service
 
 URL = "/api/v1/reservations"
 X86 = {"x86_64": ["pc", "q35"], "i386": ["pc"], "arm64": ["virt"]}

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.models import Alert
 from labfleet.schemas.artifacts import ArtifactType
 from labfleet.schemas.auth import SYSTEM
-from labfleet.services import artifacts
+from labfleet.services.artifacts import service as artifacts
 from labfleet.storage import LocalStore
 from tests.db.build_rows import EPOCH, REPO, build_job, damage
 

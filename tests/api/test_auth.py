@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.base import utcnow
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import Role
-from labfleet.services import tokens
+from labfleet.services.core import tokens
 from tests.factories import COLLECTIONS, board
 
 PROBLEM = "application/problem+json"

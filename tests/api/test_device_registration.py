@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from labfleet.hw.ssh import SshPool, SshSettings
 from labfleet.hw.ssh_server import LocalSshServer, new_private_key, public_key_of
-from labfleet.services.device_checks import DeviceChecks
+from labfleet.services.inventory.device_checks import DeviceChecks
 
 FAST = SshSettings(connect_timeout=3.0, connect_attempts=2, backoff_initial=0.05, backoff_max=0.1)
 KEY = new_private_key()

@@ -1,6 +1,6 @@
 """The flashing API: asking for a flash (202, a queued job), roles, refusals, the job and the history.
 
-The jobs are run by the engine (``tests/engine/test_flashing.py``); here they stay queued.
+The jobs are run by the engine (``tests/services/flashing/test_service.py``); here they stay queued.
 
 Validates: 6.1, 6.2
 """

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.errors import Unreachable
-from labfleet.services.resource_probes import BoardAccess, HostAccess
+from labfleet.services.health.probes import BoardAccess, HostAccess
 from tests.api.test_reservations_api import add_board, add_host, hold
 
 

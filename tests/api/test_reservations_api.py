@@ -18,7 +18,7 @@ from labfleet.db.base import utcnow
 from labfleet.db.models import Board, Host, Reservation
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.services import tokens
+from labfleet.services.core import tokens
 
 PROBLEM = "application/problem+json"
 

@@ -23,7 +23,7 @@ from labfleet.errors import Conflict
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.reservations import ReservationCreate
-from labfleet.services import reservations
+from labfleet.services.reservations import service as reservations
 
 
 async def _work(url: str, results: Path, seed: int, ops: int, hosts: list[int], boards: list[int]) -> None:

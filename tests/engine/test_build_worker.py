@@ -13,8 +13,12 @@ from pathlib import Path
 from labfleet.db.base import utcnow
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import ServerStatus
-from labfleet.services import artifacts, build_logs, build_queue, build_servers, builds
-from tests.engine.conftest import Rig
+from labfleet.services.artifacts import service as artifacts
+from labfleet.services.builds import logs as build_logs
+from labfleet.services.builds import queue as build_queue
+from labfleet.services.builds import service as builds
+from labfleet.services.inventory import build_servers
+from tests.build_rig import Rig
 
 
 async def read_blob(rig: Rig, digest: str) -> bytes:

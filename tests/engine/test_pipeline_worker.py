@@ -34,9 +34,12 @@ from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.pipelines import EnvironmentCreate, PipelineCreate
 from labfleet.schemas.reservations import ReservationCreate
-from labfleet.services import credentials, environments, pipelines, reservations
-from labfleet.services.provisioning import Provisioner, ProvisionFailed
-from tests.engine.conftest import BOX, Rig
+from labfleet.services.environments import service as environments
+from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.inventory import credentials
+from labfleet.services.pipelines import service as pipelines
+from labfleet.services.reservations import service as reservations
+from tests.build_rig import BOX, Rig
 
 USER = Actor(name="ci-bot", role=Role.operator)
 _names = itertools.count(1)
@@ -57,6 +60,11 @@ class Script:
     deploy_fails: set[str] = field(default_factory=set)
     unhealthy: set[str] = field(default_factory=set)
     boot_s: float = 0.0
+    deploy_s: float = 0.0
+    deploying: asyncio.Event = field(default_factory=asyncio.Event)
+    booting: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: list[str] = field(default_factory=list)
+    """Hosts whose deploy or boot was stopped from outside while it ran."""
     deployed: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -79,11 +87,22 @@ class ScriptedProvisioner(Provisioner):
         name = await self._host_of(env_id)
         await self._vm(env_id)  # the domain, files and console port are chosen as for real
         self.script.deployed.append(name)
+        self.script.deploying.set()
+        try:
+            await asyncio.sleep(self.script.deploy_s)
+        except asyncio.CancelledError:
+            self.script.cancelled.append(name)
+            raise
         if name in self.script.deploy_fails:
             raise ProvisionFailed(f"deploying to host {name} failed: libvirt said no", resource=name)
 
     async def _boot_vm(self, env_id: int, pattern: str, timeout: float, say: Any, console_log: Any) -> None:
-        await asyncio.sleep(self.script.boot_s)
+        self.script.booting.set()
+        try:
+            await asyncio.sleep(self.script.boot_s)
+        except asyncio.CancelledError:
+            self.script.cancelled.append(await self._host_of(env_id))
+            raise
 
     async def _remove_vm(self, vm: Any, say: Any) -> None:
         self.script.removed.append(vm.hostname)

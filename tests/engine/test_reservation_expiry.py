@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from labfleet.db.base import utcnow
 from labfleet.db.models import Board, PowerAction, Reservation
-from tests.engine.conftest import Rig
+from tests.build_rig import Rig
 
 
 async def test_expired_reservations_are_released_by_the_engine(rig: Rig) -> None:

@@ -23,8 +23,8 @@ from websockets.exceptions import InvalidStatus
 
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import Role
-from labfleet.services import tokens
-from tests.engine.conftest import KEY, Rig
+from labfleet.services.core import tokens
+from tests.build_rig import KEY, Rig
 from tests.engine.test_build_worker import processes_in
 
 

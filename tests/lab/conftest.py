@@ -28,8 +28,8 @@ from labfleet.lab.up import down, up
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import build_servers
-from labfleet.services.device_checks import DeviceChecks
+from labfleet.services.inventory import build_servers
+from labfleet.services.inventory.device_checks import DeviceChecks
 
 
 @dataclass(frozen=True)

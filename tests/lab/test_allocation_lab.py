@@ -18,8 +18,9 @@ from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.hosts import HostCreate
 from labfleet.schemas.reservations import ReservationCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import hosts, reservations
-from labfleet.services.device_checks import DeviceChecks
+from labfleet.services.inventory import hosts
+from labfleet.services.inventory.device_checks import DeviceChecks
+from labfleet.services.reservations import service as reservations
 from tests.lab.conftest import VirtualLab
 
 pytestmark = pytest.mark.lab

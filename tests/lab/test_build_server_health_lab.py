@@ -24,9 +24,10 @@ from labfleet.hw.ssh import SshPool, SshSettings
 from labfleet.hw.ssh_server import new_private_key, public_key_of
 from labfleet.secretbox import SecretBox
 from labfleet.selection import Thresholds
-from labfleet.services import build_queue, builds
-from labfleet.services.build_server_health import HealthPolicy
-from labfleet.services.events import EventBus
+from labfleet.services.builds import queue as build_queue
+from labfleet.services.builds import service as builds
+from labfleet.services.core.events import EventBus
+from labfleet.services.health.build_servers import HealthPolicy
 from tests.lab.conftest import VirtualLab, register_build_server
 
 pytestmark = pytest.mark.lab

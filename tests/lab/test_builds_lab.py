@@ -25,8 +25,9 @@ from labfleet.hw.ssh import SshPool
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.builds import BuildJobCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, builds
-from labfleet.services.events import EventBus
+from labfleet.services.artifacts import service as artifacts
+from labfleet.services.builds import service as builds
+from labfleet.services.core.events import EventBus
 from labfleet.storage import LocalStore
 from tests.lab.conftest import VirtualLab, register_build_server
 

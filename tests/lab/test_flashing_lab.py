@@ -31,10 +31,11 @@ from labfleet.schemas.boards import BoardCreate
 from labfleet.schemas.enums import Role
 from labfleet.schemas.flashing import FlashRequest
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, flashing
-from labfleet.services.events import EventBus
-from labfleet.services.flashing import FlashPolicy
-from labfleet.services.validation import InputOnly
+from labfleet.services.core.events import EventBus
+from labfleet.services.flashing import service as flashing
+from labfleet.services.flashing.service import FlashPolicy
+from labfleet.services.inventory import boards
+from labfleet.services.inventory.registration import InputOnly
 from labfleet.storage import LocalStore
 from tests.lab.conftest import VirtualLab
 

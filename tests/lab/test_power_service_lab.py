@@ -25,10 +25,11 @@ from labfleet.schemas.boards import BoardCreate
 from labfleet.schemas.enums import Role
 from labfleet.schemas.power import PowerCycleIn
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, power
-from labfleet.services.power import POWER_CONTROLLER, PowerPolicy
-from labfleet.services.power_access import DeviceAccess
-from labfleet.services.validation import InputOnly
+from labfleet.services.inventory import boards
+from labfleet.services.inventory.registration import InputOnly
+from labfleet.services.power import service as power
+from labfleet.services.power.access import DeviceAccess
+from labfleet.services.power.service import POWER_CONTROLLER, PowerPolicy
 from tests.lab.conftest import VirtualLab
 
 pytestmark = pytest.mark.lab

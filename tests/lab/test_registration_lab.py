@@ -26,8 +26,8 @@ from labfleet.schemas.boards import BoardCreate
 from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.schemas.hosts import HostCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, build_servers, hosts
-from labfleet.services.device_checks import DeviceChecks
+from labfleet.services.inventory import boards, build_servers, hosts
+from labfleet.services.inventory.device_checks import DeviceChecks
 from tests.helpers import example, pool_size
 from tests.lab.conftest import VirtualLab
 from tests.properties.strategies import descriptions, labels

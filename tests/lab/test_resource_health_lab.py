@@ -26,13 +26,13 @@ from labfleet.lab.procs import running_pid, stop
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.hosts import HostCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import hosts
-from labfleet.services.board_health import BoardHealthPolicy, ProbeOnly
-from labfleet.services.device_checks import DeviceChecks
-from labfleet.services.events import EventBus
-from labfleet.services.host_health import HostHealthPolicy, LibvirtProbe
-from labfleet.services.power import PowerPolicy
-from labfleet.services.resource_probes import NoProbe
+from labfleet.services.core.events import EventBus
+from labfleet.services.health.boards import BoardHealthPolicy, ProbeOnly
+from labfleet.services.health.hosts import HostHealthPolicy, LibvirtProbe
+from labfleet.services.health.probes import NoProbe
+from labfleet.services.inventory import hosts
+from labfleet.services.inventory.device_checks import DeviceChecks
+from labfleet.services.power.service import PowerPolicy
 from tests.lab.conftest import VirtualLab
 
 pytestmark = pytest.mark.lab

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from labfleet.errors import DeviceError
-from labfleet.services.resource_probes import BoardAccess, HostAccess, live_probe
+from labfleet.services.health.probes import BoardAccess, HostAccess, live_probe
 from tests.lab.conftest import VirtualLab
 
 pytestmark = pytest.mark.lab

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.errors import NotFound
 from labfleet.schemas.artifacts import ArtifactType
 from labfleet.schemas.auth import SYSTEM
-from labfleet.services import artifacts
+from labfleet.services.artifacts import service as artifacts
 from labfleet.storage.fakes import MemoryStore
 from tests.db.build_rows import EPOCH, REPO, build_job
 from tests.helpers import example

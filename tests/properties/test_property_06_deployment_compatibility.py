@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labfleet.services.compatibility import (
+from labfleet.services.environments.compatibility import (
     ArtifactFacts,
     BoardFacts,
     HostFacts,

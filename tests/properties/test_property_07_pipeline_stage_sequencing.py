@@ -24,8 +24,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from labfleet.db.models.pipelines import CANCELLED, FAILED, PENDING, QUEUED, RUNNING, SKIPPED, SUCCEEDED
 from labfleet.errors import Conflict, Invalid
 from labfleet.schemas.pipelines import STAGES
-from labfleet.services import pipeline_stages
-from labfleet.services.pipeline_stages import cancel, finish, next_to_run, overall, retry_from, start
+from labfleet.services.pipelines import stages as pipeline_stages
+from labfleet.services.pipelines.stages import cancel, finish, next_to_run, overall, retry_from, start
 
 N = len(STAGES)
 FRESH = [PENDING] * N

@@ -21,7 +21,7 @@ from labfleet.db.models import Board, Host, Reservation
 from labfleet.errors import Conflict
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import BoardStatus, ServerStatus
-from labfleet.services import boards, hosts
+from labfleet.services.inventory import boards, hosts
 from tests.helpers import example
 
 RESERVATION = st.sampled_from(["held", "released", "expired"])

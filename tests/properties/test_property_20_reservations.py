@@ -18,7 +18,7 @@ from labfleet.db.models import Board, Host
 from labfleet.errors import Conflict
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.reservations import ReservationCreate
-from labfleet.services import reservations
+from labfleet.services.reservations import service as reservations
 from tests.db import reservation_worker
 
 CORES, MEMORY = 8, 8192

@@ -24,8 +24,8 @@ from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.schemas.enums import ARCHITECTURE_ALIASES
 from labfleet.schemas.hosts import HostCreate
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, build_servers, hosts
-from labfleet.services.validation import InputOnly
+from labfleet.services.inventory import boards, build_servers, hosts
+from labfleet.services.inventory.registration import InputOnly
 from tests.helpers import example, pool_size
 from tests.properties import strategies
 

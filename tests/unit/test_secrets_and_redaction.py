@@ -10,8 +10,8 @@ from cryptography.fernet import Fernet
 
 from labfleet.errors import LabfleetError
 from labfleet.secretbox import SecretBox
-from labfleet.services.audit import REDACTED, redact
-from labfleet.services.credentials import reseal, seal
+from labfleet.services.core.audit import REDACTED, redact
+from labfleet.services.inventory.credentials import reseal, seal
 
 
 def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:

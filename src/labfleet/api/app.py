@@ -32,12 +32,12 @@ from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.pipelines import PipelineEnvironment
 from labfleet.secretbox import SecretBox
 from labfleet.selection import Thresholds
-from labfleet.services.artifacts import open_store
-from labfleet.services.builds import BuildPolicy
-from labfleet.services.device_checks import device_checks
-from labfleet.services.events import EventBus
-from labfleet.services.resource_probes import NoProbe, live_probe
-from labfleet.services.validation import InputOnly, RegistrationValidator
+from labfleet.services.artifacts.service import open_store
+from labfleet.services.builds.service import BuildPolicy
+from labfleet.services.core.events import EventBus
+from labfleet.services.health.probes import NoProbe, live_probe
+from labfleet.services.inventory.device_checks import device_checks
+from labfleet.services.inventory.registration import InputOnly, RegistrationValidator
 
 API = "/api/v1"
 

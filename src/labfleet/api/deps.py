@@ -13,9 +13,9 @@ from labfleet.errors import Forbidden, Unauthenticated
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
-from labfleet.services import tokens
-from labfleet.services.events import EventBus
-from labfleet.services.validation import RegistrationValidator
+from labfleet.services.core import tokens
+from labfleet.services.core.events import EventBus
+from labfleet.services.inventory.registration import RegistrationValidator
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer lf_...`")
 

@@ -18,7 +18,7 @@ from labfleet.db import migrate
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.services import tokens
+from labfleet.services.core import tokens
 
 T = TypeVar("T")
 

@@ -35,11 +35,13 @@ from labfleet.db.models.builds import CANCELLED, FAILED, SUCCEEDED
 from labfleet.errors import DeviceError
 from labfleet.schemas.auth import SYSTEM
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, build_queue, builds, credentials
-from labfleet.services.artifacts import Store as ArtifactStore
-from labfleet.services.build_logs import JobLog, LeaseLost
-from labfleet.services.build_queue import worker_id
-from labfleet.services.build_runner import (
+from labfleet.services.artifacts import service as artifacts
+from labfleet.services.artifacts.service import Store as ArtifactStore
+from labfleet.services.builds import queue as build_queue
+from labfleet.services.builds import service as builds
+from labfleet.services.builds.logs import JobLog, LeaseLost
+from labfleet.services.builds.queue import worker_id
+from labfleet.services.builds.run import (
     BuildFailed,
     BuildPlan,
     BuildResult,
@@ -47,7 +49,8 @@ from labfleet.services.build_runner import (
     SshPool,
     choose_toolchain,
 )
-from labfleet.services.events import EventBus, Subscription
+from labfleet.services.core.events import EventBus, Subscription
+from labfleet.services.inventory import credentials
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
 from labfleet.db.models.pipelines import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
-from labfleet.services import environments
-from labfleet.services.events import EventBus
-from labfleet.services.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.core.events import EventBus
+from labfleet.services.environments import service as environments
+from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The flash worker: claims queued flash jobs under a lease and runs them (``services/flashing.py``).
+"""The flash worker: claims queued flash jobs under a lease and runs them (``services/flashing/service.py``).
 
 One per ``labfleet serve``. It wakes on the ``flash-jobs`` topic or every ``poll_seconds``,
 recovers other workers' expired leases (a job run again from the start, rolled back or
@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.models import FlashJob
 from labfleet.secretbox import SecretBox
-from labfleet.services import flashing
-from labfleet.services.artifacts import Store
-from labfleet.services.build_queue import worker_id
-from labfleet.services.events import EventBus
-from labfleet.services.flash_access import FlashAccess, FlashHardware
-from labfleet.services.flashing import FlashPolicy
+from labfleet.services.artifacts.service import Store
+from labfleet.services.builds.queue import worker_id
+from labfleet.services.core.events import EventBus
+from labfleet.services.flashing import run
+from labfleet.services.flashing import service as flashing
+from labfleet.services.flashing.access import FlashAccess, FlashHardware
+from labfleet.services.flashing.service import FlashPolicy
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FlashWorker:
 
     def _start(self, job: FlashJob, hardware: FlashHardware) -> asyncio.Task[FlashJob | None]:
         task = asyncio.create_task(
-            flashing.run_job(
+            run.run_job(
                 sessions=self._sessions,
                 job=job,
                 worker=self.name,

@@ -1,6 +1,6 @@
 """Build server health checks, every ``interval`` seconds (R2.1-2.4).
 
-Each round claims the servers due (``services.build_server_health.due``, committed at
+Each round claims the servers due (``services.health.build_servers.due``, committed at
 once so that other processes skip them), then checks them at most ``concurrency`` at a
 time: the SSH probe runs outside any transaction, and each server's outcome is recorded
 and committed in a transaction of its own, so one server's trouble never holds up or
@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.loops import every
 from labfleet.secretbox import SecretBox
-from labfleet.services import build_queue, builds
-from labfleet.services import build_server_health as health
-from labfleet.services.build_runner import SshPool
-from labfleet.services.build_server_health import CheckResult, HealthPolicy, Target
-from labfleet.services.events import EventBus
+from labfleet.services.builds import queue as build_queue
+from labfleet.services.builds import service as builds
+from labfleet.services.builds.run import SshPool
+from labfleet.services.core.events import EventBus
+from labfleet.services.health import build_servers as health
+from labfleet.services.health.build_servers import CheckResult, HealthPolicy, Target
 
 log = logging.getLogger(__name__)
 

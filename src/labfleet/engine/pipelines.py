@@ -42,11 +42,15 @@ from labfleet.errors import DeviceError, Invalid, LabfleetError, Unavailable
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.pipelines import EnvironmentCreate, TestCase
-from labfleet.services import build_logs, builds, environments, pipeline_stages, pipelines
-from labfleet.services.build_logs import JobLog, LeaseLost
-from labfleet.services.builds import BuildPolicy
-from labfleet.services.events import EventBus
-from labfleet.services.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.builds import logs as build_logs
+from labfleet.services.builds import service as builds
+from labfleet.services.builds.logs import JobLog, LeaseLost
+from labfleet.services.builds.service import BuildPolicy
+from labfleet.services.core.events import EventBus
+from labfleet.services.environments import service as environments
+from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.pipelines import service as pipelines
+from labfleet.services.pipelines import stages as pipeline_stages
 
 log = logging.getLogger(__name__)
 

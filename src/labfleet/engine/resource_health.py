@@ -8,7 +8,7 @@ committed in a transaction of its own, then announced on the resource's topic
 loops: a board's recovery (a power cycle watched for minutes) never delays a host's check.
 
 A board unreachable ``failure_limit`` times in a row is power-cycled once
-(``services.board_health.recover``) and asked again at once: the recovery and the second
+(``services.health.boards.recover``) and asked again at once: the recovery and the second
 answer are part of its check. A board without a console is asked again until its boot
 timeout has passed, since nothing watched it boot.
 """
@@ -25,12 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.loops import every
 from labfleet.secretbox import SecretBox
-from labfleet.services import board_health, host_health
-from labfleet.services.board_health import BoardHealthPolicy, BoardProbe
-from labfleet.services.events import EventBus
-from labfleet.services.host_health import HostHealthPolicy, HostProbe
-from labfleet.services.power import PowerPolicy
-from labfleet.services.power_access import Hardware
+from labfleet.services.core.events import EventBus
+from labfleet.services.health import boards as board_health
+from labfleet.services.health import hosts as host_health
+from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
+from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
+from labfleet.services.power.access import Hardware
+from labfleet.services.power.service import PowerPolicy
 
 log = logging.getLogger(__name__)
 

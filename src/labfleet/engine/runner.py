@@ -22,18 +22,23 @@ from labfleet.engine.loops import every
 from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
 from labfleet.secretbox import SecretBox
-from labfleet.services import artifacts, board_health, flashing, host_health, power, reservations
-from labfleet.services.artifacts import Store as ArtifactStore
-from labfleet.services.board_health import BoardHealthPolicy, BoardProbe
-from labfleet.services.build_runner import SshPool
-from labfleet.services.build_server_health import HealthPolicy
-from labfleet.services.builds import BuildPolicy
-from labfleet.services.events import EventBus
-from labfleet.services.host_health import HostHealthPolicy, HostProbe
-from labfleet.services.power import PowerPolicy, PowerSettings
-from labfleet.services.power_access import DeviceAccess, Hardware
-from labfleet.services.provisioning import Provisioner, ProvisionPolicy, ProvisionSettings
-from labfleet.services.resource_probes import LiveProbe, NoProbe, live_probe
+from labfleet.services.artifacts import service as artifacts
+from labfleet.services.artifacts.service import Store as ArtifactStore
+from labfleet.services.builds.run import SshPool
+from labfleet.services.builds.service import BuildPolicy
+from labfleet.services.core.events import EventBus
+from labfleet.services.environments.provisioning import Provisioner, ProvisionPolicy, ProvisionSettings
+from labfleet.services.flashing import service as flashing
+from labfleet.services.health import boards as board_health
+from labfleet.services.health import hosts as host_health
+from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
+from labfleet.services.health.build_servers import HealthPolicy
+from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
+from labfleet.services.health.probes import LiveProbe, NoProbe, live_probe
+from labfleet.services.power import service as power
+from labfleet.services.power.access import DeviceAccess, Hardware
+from labfleet.services.power.service import PowerPolicy, PowerSettings
+from labfleet.services.reservations import service as reservations
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from labfleet.errors import Corrupted
 from labfleet.schemas.artifacts import ArtifactOut, ArtifactType, LatestOut, RetentionOut, RetentionRun
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE
-from labfleet.services import artifacts
+from labfleet.services.artifacts import service as artifacts
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The artifact's id.")]

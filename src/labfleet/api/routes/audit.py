@@ -11,7 +11,7 @@ from labfleet.api.problems import responses
 from labfleet.schemas.audit import AuditEntryOut
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE
-from labfleet.services import audit
+from labfleet.services.core import audit
 
 router = APIRouter(prefix="/audit-log", tags=["audit-log"], responses=responses(401, 403, 422))
 

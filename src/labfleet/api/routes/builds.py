@@ -16,8 +16,8 @@ from labfleet.errors import Invalid
 from labfleet.schemas.builds import BuildJobCreate, BuildJobOut
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE
-from labfleet.services import builds
-from labfleet.services.events import EventBus
+from labfleet.services.builds import service as builds
+from labfleet.services.core.events import EventBus
 
 router = APIRouter(prefix="/build-jobs", tags=["builds"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The build job's id.")]

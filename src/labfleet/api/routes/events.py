@@ -23,8 +23,11 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 from labfleet.errors import LabfleetError
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.services import build_logs, builds, pipelines, tokens
-from labfleet.services.events import ALL, EventBus
+from labfleet.services.builds import logs as build_logs
+from labfleet.services.builds import service as builds
+from labfleet.services.core import tokens
+from labfleet.services.core.events import ALL, EventBus
+from labfleet.services.pipelines import service as pipelines
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])

@@ -20,7 +20,8 @@ from labfleet.schemas.flashing import (
     FlashRequest,
 )
 from labfleet.schemas.query import MAX_PAGE
-from labfleet.services import boards, flashing
+from labfleet.services.flashing import service as flashing
+from labfleet.services.inventory import boards
 
 router = APIRouter(tags=["flashing"], responses=responses(401, 403, 422))
 BoardIdent = Annotated[int, Path(alias="id", description="The board's id.")]

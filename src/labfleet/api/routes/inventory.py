@@ -18,11 +18,11 @@ from labfleet.schemas.auth import Actor
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE, LabelFilter, ListQuery
 from labfleet.secretbox import SecretBox
-from labfleet.services.validation import RegistrationValidator
+from labfleet.services.inventory.registration import RegistrationValidator
 
 
 class InventoryService(Protocol):
-    """What ``services.build_servers``, ``services.hosts`` and ``services.boards`` provide."""
+    """What ``build_servers``, ``hosts`` and ``boards`` of ``services.inventory`` provide."""
 
     async def register(
         self,

@@ -19,8 +19,8 @@ from labfleet.schemas.boards import BoardOut
 from labfleet.schemas.enums import BoardStatus, ServerStatus
 from labfleet.schemas.hosts import HostOut
 from labfleet.schemas.lifecycle import StatusChange
-from labfleet.services import boards, hosts
-from labfleet.services.resource_probes import ResourceProbe, board_access, host_access
+from labfleet.services.health.probes import ResourceProbe, board_access, host_access
+from labfleet.services.inventory import boards, hosts
 
 router = APIRouter(responses=responses(401, 403, 404, 409, 422))
 Ident = Annotated[int, Path(alias="id")]

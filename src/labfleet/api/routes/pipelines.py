@@ -25,10 +25,11 @@ from labfleet.schemas.pipelines import (
     TestResultOut,
 )
 from labfleet.schemas.query import MAX_PAGE
-from labfleet.services import environments, pipelines
-from labfleet.services.build_logs import complete_utf8
-from labfleet.services.builds import BuildPolicy
-from labfleet.services.events import EventBus
+from labfleet.services.builds.logs import complete_utf8
+from labfleet.services.builds.service import BuildPolicy
+from labfleet.services.core.events import EventBus
+from labfleet.services.environments import service as environments
+from labfleet.services.pipelines import service as pipelines
 
 router = APIRouter(tags=["pipelines"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The pipeline's id.")]

@@ -16,8 +16,9 @@ from labfleet.schemas.common import Page
 from labfleet.schemas.power import ACTION_STATUSES, ActionName, PowerActionOut, PowerCycleIn, PowerSet
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.secretbox import SecretBox
-from labfleet.services import boards, power
-from labfleet.services.power_access import DeviceAccess, Hardware
+from labfleet.services.inventory import boards
+from labfleet.services.power import service as power
+from labfleet.services.power.access import DeviceAccess, Hardware
 
 router = APIRouter(prefix="/boards", tags=["power"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The board's id.")]

@@ -14,7 +14,7 @@ from labfleet.errors import Unavailable
 from labfleet.schemas.common import Page
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.schemas.reservations import ReservationCreate, ReservationExtend, ReservationOut
-from labfleet.services import reservations
+from labfleet.services.reservations import service as reservations
 
 router = APIRouter(prefix="/reservations", tags=["reservations"], responses=responses(401, 403, 422))
 Ident = Annotated[int, Path(alias="id", description="The reservation's id.")]

@@ -20,7 +20,7 @@ from labfleet.schemas.build_servers import (
 from labfleet.schemas.common import ArchitectureName, Slug
 from labfleet.schemas.enums import BoardStatus, ServerStatus
 from labfleet.schemas.hosts import HostCreate, HostOut, HostUpdate
-from labfleet.services import boards, build_servers, hosts
+from labfleet.services.inventory import boards, build_servers, hosts
 
 Ident = Annotated[int, Path(alias="id", description="The build server's id.")]
 

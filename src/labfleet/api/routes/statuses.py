@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from labfleet.api.deps import SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.schemas.common import StatusOut
-from labfleet.services import statuses
+from labfleet.services.core import statuses
 
 router = APIRouter(prefix="/statuses", tags=["statuses"], responses=responses(401, 403, 422))
 

@@ -12,7 +12,7 @@ from labfleet.api.problems import responses
 from labfleet.schemas.common import Page
 from labfleet.schemas.enums import Role
 from labfleet.schemas.tokens import TokenCreate, TokenCreated, TokenOut
-from labfleet.services import tokens
+from labfleet.services.core import tokens
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=responses(401, 403, 422))
 

@@ -31,7 +31,7 @@ class PowerAction(Base):
 
     A row is written ``running`` before the device is touched and finished with its
     result; ``deadline_at`` is when it must have finished by, so that a row whose process
-    died is failed with the reason instead of staying ``running`` (see services/power.py).
+    died is failed with the reason instead of staying ``running`` (see services/power/service.py).
     """
 
     __tablename__ = "power_actions"

@@ -1,0 +1,1 @@
+"""Artifact metadata over the content-addressed store: finding, verified reads, retention."""

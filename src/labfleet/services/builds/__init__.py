@@ -1,0 +1,1 @@
+"""Builds: placement and submission, the durable queue, the run over SSH, logs by offset."""

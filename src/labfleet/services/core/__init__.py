@@ -1,0 +1,1 @@
+"""What every capability uses: events, audit, alerts, device locks, tokens, statuses."""

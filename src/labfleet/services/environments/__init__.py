@@ -1,0 +1,1 @@
+"""Environments: artifacts checked against a reserved target, deployed, booted, torn down."""

@@ -1,0 +1,2 @@
+"""Build servers, QEMU hosts and boards: registration (through the devices or input only),
+updates, removal, credentials."""

@@ -1,0 +1,1 @@
+"""Pipelines: build -> deploy -> boot -> test as durable rows, their stage order and logs."""

@@ -1,0 +1,1 @@
+"""Board power: on, off, state and the watched cycle, each recorded; the wiring to drivers."""

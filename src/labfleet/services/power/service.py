@@ -1,0 +1,607 @@
+"""Board power as a service (R18): on, off, state and cycle through the board's driver, every one recorded.
+
+**A power action is its own unit of work.** Unlike other services, these functions
+commit: the action's row is committed ``running`` before the device is touched (others
+see what runs; a process that dies leaves a trace), the device works with no transaction
+open (on SQLite an open transaction holds the database's write lock, and a cycle lasts
+minutes), and the result, the board's status and the alerts are committed together when
+it ends. Pass a session with no changes pending: they would be committed with the row.
+
+**One operation per board at a time** (``services/core/device_locks.py``): the board's device
+lock is taken first, without waiting, so a second action on a busy board is a
+``Conflict`` naming what runs; on PostgreSQL the lock holds across processes. The
+database guards power actions itself too: a unique index allows one ``running`` action
+per board, which is what keeps two processes apart on SQLite. A board being flashed
+refuses power actions; so does a decommissioned one.
+
+**Durability: no lease, a deadline.** A power action is short and bounded: every row
+has a ``deadline_at`` (its start plus the longest its steps may take, plus a margin). A
+row still ``running`` past its deadline belongs to a process that died; it is failed
+with the reason by ``recover_stale`` (called before every action, when a board's
+history is read, and meant for the engine's periodic jobs). When the board's lock is
+ours, a running row of the board is also failed at once: on PostgreSQL any such row
+(its process no longer holds the lock), on SQLite one of this very process. Nothing is
+retried on another process's behalf: a cycle half-done by a dead process is for a
+person (or the next health check) to repeat, not for labfleet to redo unasked.
+
+**A cycle** (``services/power/cycle.py``) is off, wait, on, then the board's console is
+watched for its boot pattern within a timeout, up to N attempts. The pattern is, first
+found: the request's, the board's ``boot-pattern`` label, the server's default (a login
+or shell prompt). After N attempts without a boot the board's status becomes ``failed``
+and a ``boot-failed`` alert is raised (R18.2); a later cycle that boots it brings it back
+``online`` and resolves the alert. A power controller that does not answer raises a
+``power-controller`` alert (R18.5), resolved the next time it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labfleet.db.base import utcnow
+from labfleet.db.models import Board, PowerAction
+from labfleet.db.models.power import CYCLE, FAILED, OFF, ON, RUNNING, STATE, SUCCEEDED
+from labfleet.db.repositories import locks as locks_repo
+from labfleet.db.repositories import power as repo
+from labfleet.errors import Busy, Conflict, DeviceError, Invalid, NotFound, Timeout, Unreachable
+from labfleet.hw.power import PowerProtocol, PowerState
+from labfleet.schemas.auth import Actor
+from labfleet.schemas.enums import BoardStatus
+from labfleet.schemas.power import PowerCycleIn
+from labfleet.services.core.device_locks import device_lock
+from labfleet.services.core.events import EventBus
+from labfleet.services.inventory import boards
+from labfleet.services.power import records as board_records
+from labfleet.services.power.access import BoardWiring, Hardware
+from labfleet.services.power.cycle import CyclePlan, CycleResult, Sleep, Step, run_cycle
+
+log = logging.getLogger(__name__)
+
+RESOURCE_KIND = board_records.RESOURCE_KIND
+BOOT_FAILED = "boot-failed"
+POWER_CONTROLLER = "power-controller"
+BOOT_PATTERN_LABEL = "boot-pattern"
+# A login prompt, or a shell prompt at the end of what the console printed.
+DEFAULT_BOOT_PATTERN = r"(?m)(login: *$|[#$] $)"
+
+# A board that fails to boot is marked failed from these; one in maintenance stays there
+# (an operator is on it), one being flashed or decommissioned is not touched.
+_MAY_FAIL = frozenset({BoardStatus.online, BoardStatus.degraded, BoardStatus.offline})
+_REFUSING = {
+    BoardStatus.flashing: "it is being flashed",
+    BoardStatus.decommissioned: "it is decommissioned",
+}
+_ABANDONED = "no result: the labfleet process running it stopped before it finished"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PowerPolicy:
+    """The defaults of power actions; a cycle request may override the cycle's."""
+
+    off_s: float = 5.0
+    boot_timeout_s: float = 180.0
+    attempts: int = 3
+    command_timeout_s: float = 30.0
+    console_open_timeout_s: float = 10.0
+    boot_pattern: str = DEFAULT_BOOT_PATTERN
+    deadline_margin_s: float = 60.0
+    """Added to an action's longest duration to make its deadline."""
+
+
+class PowerSettings(BaseSettings):
+    """``LABFLEET_POWER_*``: the server's power defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="LABFLEET_POWER_", extra="ignore")
+
+    off_seconds: float = 5.0
+    boot_timeout_seconds: float = 180.0
+    attempts: int = 3
+    command_timeout_seconds: float = 30.0
+    boot_pattern: str = DEFAULT_BOOT_PATTERN
+
+    def policy(self) -> PowerPolicy:
+        return PowerPolicy(
+            off_s=self.off_seconds,
+            boot_timeout_s=self.boot_timeout_seconds,
+            attempts=self.attempts,
+            command_timeout_s=self.command_timeout_seconds,
+            boot_pattern=self.boot_pattern,
+        )
+
+
+def process_name() -> str:
+    """This process, as a running action names it: ``hostname:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def topic(board_id: int) -> str:
+    """Where a board's power actions and their progress are announced."""
+    return f"board:{board_id}"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How an action ended, and what follows from it for the board and its alerts."""
+
+    ok: bool
+    power_state: str | None = None
+    boot_seen: bool | None = None
+    attempts: int = 0
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    controller_error: DeviceError | None = None
+    controller_answered: bool = False
+    boot_failed: bool = False
+    booted: bool = False
+
+
+Work = Callable[[PowerProtocol, PowerAction], Awaitable[_Outcome]]
+
+
+# -- the actions
+
+
+async def switch(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    hardware: Hardware,
+    board_id: int,
+    state: str,
+    policy: PowerPolicy = PowerPolicy(),
+    bus: EventBus | None = None,
+) -> PowerAction:
+    """Switch the board on or off (R18.1), recorded (R18.4)."""
+    if state not in (ON, OFF):
+        raise Invalid(f"a board is switched on or off, not {state!r}", field="state")
+
+    async def work(power: PowerProtocol, _: PowerAction) -> _Outcome:
+        try:
+            await (power.on if state == ON else power.off)(timeout=policy.command_timeout_s)
+        except DeviceError as exc:
+            return _controller_failed(exc)
+        return _Outcome(ok=True, power_state=state, controller_answered=True)
+
+    return await _perform(
+        session=session,
+        actor=actor,
+        hardware=hardware,
+        board=await boards.get(session=session, ident=board_id),
+        action=state,
+        budget_s=policy.command_timeout_s,
+        policy=policy,
+        work=work,
+        bus=bus,
+    )
+
+
+async def read_state(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    hardware: Hardware,
+    board_id: int,
+    policy: PowerPolicy = PowerPolicy(),
+    bus: EventBus | None = None,
+) -> PowerAction:
+    """Ask the board's power controller for its state (R18.3), recorded. A controller that
+    cannot tell (pdudaemon) says unknown; the detail names the last switch made, if any."""
+
+    async def work(power: PowerProtocol, _: PowerAction) -> _Outcome:
+        try:
+            state = await power.state(timeout=policy.command_timeout_s)
+        except DeviceError as exc:
+            return _controller_failed(exc)
+        # "unknown" may come without asking the controller at all (pdudaemon): it proves nothing.
+        return _Outcome(ok=True, power_state=state.value, controller_answered=state is not PowerState.UNKNOWN)
+
+    return await _perform(
+        session=session,
+        actor=actor,
+        hardware=hardware,
+        board=await boards.get(session=session, ident=board_id),
+        action=STATE,
+        budget_s=policy.command_timeout_s,
+        policy=policy,
+        work=work,
+        bus=bus,
+    )
+
+
+async def cycle(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    hardware: Hardware,
+    board_id: int,
+    policy: PowerPolicy = PowerPolicy(),
+    options: PowerCycleIn | None = None,
+    bus: EventBus | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> PowerAction:
+    """Off, wait, on, watch the console for the boot; retry; mark the board failed after the last (R18.2)."""
+    options = options or PowerCycleIn()
+    board = await boards.get(session=session, ident=board_id)
+    plan = _plan(board, policy, options)
+    wiring = BoardWiring.of(board)
+
+    async def work(power: PowerProtocol, row: PowerAction) -> _Outcome:
+        def progress(attempt: int, step: Step) -> None:
+            if bus is not None:
+                bus.publish(
+                    topic(board_id),
+                    {"type": "power-progress", "action": row.id, "attempt": attempt, "step": step.value},
+                )
+
+        console = hardware.console(wiring)
+        result = await run_cycle(power=power, console=console, plan=plan, progress=progress, sleep=sleep)
+        return _cycle_outcome(result, plan, watched=console is not None)
+
+    return await _perform(
+        session=session,
+        actor=actor,
+        hardware=hardware,
+        board=board,
+        action=CYCLE,
+        budget_s=plan.budget_s(),
+        policy=policy,
+        work=work,
+        bus=bus,
+        max_attempts=plan.attempts if wiring.console_url else 1,
+        detail={
+            "boot_pattern": plan.boot_pattern.pattern,
+            "off_s": plan.off_s,
+            "boot_timeout_s": plan.boot_timeout_s,
+        },
+    )
+
+
+async def history(
+    *,
+    session: AsyncSession,
+    board_id: int,
+    actions: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[PowerAction]]:
+    """A board's power actions, newest first (R18.4); abandoned ones are failed first. Flushes."""
+    await boards.get(session=session, ident=board_id)
+    await recover_stale(session=session)
+    return await repo.history(
+        session, board_id=board_id, actions=actions, statuses=statuses, limit=limit, offset=offset
+    )
+
+
+async def get_action(*, session: AsyncSession, board_id: int, action_id: int) -> PowerAction:
+    """One power action of the board; ``NotFound`` if the board has none with that id."""
+    action = await repo.get(session, action_id)
+    if action is None or action.board_id != board_id:
+        raise NotFound(f"board {board_id} has no power action {action_id}", field="action_id")
+    return action
+
+
+async def recover_stale(*, session: AsyncSession, now: datetime | None = None) -> list[int]:
+    """Fail every running action past its deadline, with the reason; their ids. Flushes, never commits."""
+    failed = await repo.fail_running(session, reason=_ABANDONED, now=now or utcnow())
+    if failed:
+        log.warning("power actions abandoned by a stopped process, now failed: %s", failed)
+    return failed
+
+
+# -- how every action runs
+
+
+async def _perform(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    hardware: Hardware,
+    board: Board,
+    action: str,
+    budget_s: float,
+    policy: PowerPolicy,
+    work: Work,
+    bus: EventBus | None,
+    max_attempts: int = 1,
+    detail: dict[str, Any] | None = None,
+) -> PowerAction:
+    power = hardware.power(BoardWiring.of(board))
+    what = f"power {action} of board {board.name} by {actor.name}"
+    async with device_lock(session=session, kind=RESOURCE_KIND, ident=board.id, what=what):
+        row = await _begin(
+            session=session,
+            actor=actor,
+            board=board,
+            action=action,
+            deadline=utcnow() + timedelta(seconds=budget_s + policy.deadline_margin_s),
+            max_attempts=max_attempts,
+            detail=detail or {},
+        )
+        _announce(bus, row)
+        try:
+            outcome = await work(power, row)
+        except asyncio.CancelledError:
+            # Stopped from outside (the server shutting down): say so if we still can.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(_interrupted(session, row))
+            raise
+        except Exception as exc:
+            log.exception("power %s of board %s failed unexpectedly", action, board.name)
+            outcome = _Outcome(ok=False, error=f"labfleet failed during the action: {exc}")
+        row = await _end(session=session, actor=actor, board=board, row=row, outcome=outcome)
+    _announce(bus, row)
+    return row
+
+
+async def _begin(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    board: Board,
+    action: str,
+    deadline: datetime,
+    max_attempts: int,
+    detail: dict[str, Any],
+) -> PowerAction:
+    """Check the board may be acted on, then commit its action as running."""
+    status = await repo.board_status(session, board.id)
+    refusal = _REFUSING.get(BoardStatus(status)) if status is not None else None
+    if refusal is not None:
+        raise Conflict(f"board {board.name} refuses power actions: {refusal}", field="status")
+    now = utcnow()
+    await recover_stale(session=session, now=now)
+    # The board's lock is ours: a running action of it left behind is nobody's any more.
+    holders = None if locks_repo.uses_advisory_locks(session) else [process_name()]
+    await repo.fail_running(
+        session, reason=_ABANDONED, now=now, board_id=board.id, past_deadline=False, holders=holders
+    )
+    if action == STATE:
+        last = await repo.last_switched(session, board.id)
+        if last is not None:
+            detail = {
+                **detail,
+                "last_switched": {
+                    "action": last.id,
+                    "power_state": last.power_state,
+                    "at": (last.finished_at or last.started_at).isoformat(),
+                },
+            }
+    row = PowerAction(
+        board_id=board.id,
+        action=action,
+        status=RUNNING,
+        requested_by=actor.name,
+        team=actor.team,
+        holder=process_name(),
+        started_at=now,
+        deadline_at=deadline,
+        attempts=0,
+        max_attempts=max_attempts,
+        detail=detail,
+    )
+    if not await repo.add_running(session, row):
+        other = await repo.running_for(session, board.id)
+        doing = (
+            f"power {other.action} #{other.id} by {other.requested_by} since {other.started_at:%H:%M:%S} UTC"
+            if other is not None
+            else "another power action"
+        )
+        raise Conflict(f"board {board.name} is busy: {doing} is running; try again when it has finished")
+    await session.commit()
+    return row
+
+
+async def _end(
+    *, session: AsyncSession, actor: Actor, board: Board, row: PowerAction, outcome: _Outcome
+) -> PowerAction:
+    """Record the result, then what follows for the board's status and alerts; commit."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": SUCCEEDED if outcome.ok else FAILED,
+        "finished_at": now,
+        "duration_s": round((now - row.started_at).total_seconds(), 3),
+        "attempts": outcome.attempts,
+        "power_state": outcome.power_state,
+        "boot_seen": outcome.boot_seen,
+        "error": outcome.error,
+        "detail": {**row.detail, **outcome.detail},
+    }
+    finished = await repo.finish(session, action_id=row.id, holder=row.holder, values=values)
+    if finished is None:
+        # Failed meanwhile as abandoned (its deadline passed while it ran): keep that verdict.
+        log.warning("power action %s of board %s ended after it was failed as abandoned", row.id, board.name)
+        finished = await session.get(PowerAction, row.id, populate_existing=True)
+        assert finished is not None
+    await _consequences(session=session, actor=actor, board=board, outcome=outcome, now=now)
+    await session.commit()
+    return finished
+
+
+async def _consequences(
+    *, session: AsyncSession, actor: Actor, board: Board, outcome: _Outcome, now: datetime
+) -> None:
+    error = outcome.controller_error
+    if error is not None and not isinstance(error, Busy):
+        answers = not isinstance(error, Unreachable | Timeout)
+        await board_records.raise_alert(
+            session=session,
+            board_id=board.id,
+            kind=POWER_CONTROLLER,
+            severity="warning" if answers else "critical",
+            message=f"board {board.name}: its power controller "
+            f"{'failed' if answers else 'does not answer'}: {error.message}",
+            now=now,
+        )
+    elif outcome.controller_answered:
+        await board_records.resolve_alert(session=session, board_id=board.id, kind=POWER_CONTROLLER, now=now)
+    if outcome.boot_failed:
+        await board_records.raise_alert(
+            session=session,
+            board_id=board.id,
+            kind=BOOT_FAILED,
+            severity="critical",
+            message=f"board {board.name} did not boot: {outcome.error}",
+            now=now,
+        )
+        await _set_status(session, actor, board, BoardStatus.failed, _MAY_FAIL)
+    elif outcome.booted:
+        await board_records.resolve_alert(session=session, board_id=board.id, kind=BOOT_FAILED, now=now)
+        await _set_status(session, actor, board, BoardStatus.online, {BoardStatus.failed})
+
+
+async def _set_status(
+    session: AsyncSession,
+    actor: Actor,
+    board: Board,
+    status: BoardStatus,
+    when_in: set[BoardStatus] | frozenset[BoardStatus],
+) -> None:
+    before = await repo.set_board_status(
+        session, board_id=board.id, status=status.value, when_in={s.value for s in when_in}
+    )
+    if before is None:
+        return
+    await board_records.audit_update(
+        session=session,
+        actor=actor,
+        board_id=board.id,
+        name=board.name,
+        before={"status": before},
+        after={"status": status.value},
+    )
+
+
+async def _interrupted(session: AsyncSession, row: PowerAction) -> None:
+    now = utcnow()
+    await repo.finish(
+        session,
+        action_id=row.id,
+        holder=row.holder,
+        values={
+            "status": FAILED,
+            "finished_at": now,
+            "duration_s": round((now - row.started_at).total_seconds(), 3),
+            "error": "interrupted: labfleet stopped during the action",
+        },
+    )
+    await session.commit()
+
+
+# -- outcomes
+
+
+def _controller_failed(exc: DeviceError) -> _Outcome:
+    return _Outcome(ok=False, error=f"power controller: {exc.message}", controller_error=exc)
+
+
+def _cycle_outcome(result: CycleResult, plan: CyclePlan, *, watched: bool) -> _Outcome:
+    detail = {"attempts": [a.as_dict() for a in result.attempts]}
+    attempts = len(result.attempts)
+    if result.console_error is not None:
+        return _Outcome(
+            ok=False,
+            error="the console could not be opened, so the power was not touched: "
+            f"{result.console_error.message}",
+            detail=detail,
+        )
+    if result.controller_error is not None:
+        outcome = _controller_failed(result.controller_error)
+        outcome.attempts = attempts
+        outcome.detail = detail
+        return outcome
+    if not watched:
+        return _Outcome(
+            ok=True,
+            power_state=PowerState.ON.value,
+            attempts=attempts,
+            detail={**detail, "note": "the board has no console: its boot was not watched"},
+            controller_answered=True,
+        )
+    if result.booted:
+        return _Outcome(
+            ok=True,
+            power_state=PowerState.ON.value,
+            boot_seen=True,
+            attempts=attempts,
+            detail=detail,
+            controller_answered=True,
+            booted=True,
+        )
+    last = result.attempts[-1].error if result.attempts else None
+    return _Outcome(
+        ok=False,
+        power_state=PowerState.ON.value,
+        boot_seen=False,
+        attempts=attempts,
+        error=f"no boot seen ({plan.boot_pattern.pattern!r}) within {plan.boot_timeout_s:g} s "
+        f"in {attempts} attempt(s); last: {last}",
+        detail=detail,
+        controller_answered=True,
+        boot_failed=True,
+    )
+
+
+def _plan(board: Board, policy: PowerPolicy, options: PowerCycleIn) -> CyclePlan:
+    labels = {label.key: label.value for label in board.labels}
+    pattern = options.boot_pattern or labels.get(BOOT_PATTERN_LABEL) or policy.boot_pattern
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        field_ = "boot_pattern" if options.boot_pattern else f"labels.{BOOT_PATTERN_LABEL}"
+        raise Invalid(
+            f"the boot pattern {pattern!r} is not a regular expression: {exc}", field=field_
+        ) from None
+    return CyclePlan(
+        attempts=options.retries or policy.attempts,
+        off_s=policy.off_s if options.off_s is None else options.off_s,
+        boot_timeout_s=options.boot_timeout_s or policy.boot_timeout_s,
+        command_timeout_s=policy.command_timeout_s,
+        console_open_timeout_s=policy.console_open_timeout_s,
+        boot_pattern=regex,
+    )
+
+
+def _announce(bus: EventBus | None, row: PowerAction) -> None:
+    if bus is None:
+        return
+    bus.publish(
+        topic(row.board_id),
+        {
+            "type": "power",
+            "action": row.id,
+            "kind": row.action,
+            "status": row.status,
+            "power_state": row.power_state,
+            "boot_seen": row.boot_seen,
+            "attempts": row.attempts,
+            "error": row.error,
+        },
+    )
+
+
+__all__ = [
+    "BOOT_FAILED",
+    "BOOT_PATTERN_LABEL",
+    "DEFAULT_BOOT_PATTERN",
+    "POWER_CONTROLLER",
+    "PowerPolicy",
+    "PowerSettings",
+    "cycle",
+    "get_action",
+    "history",
+    "read_state",
+    "recover_stale",
+    "switch",
+]

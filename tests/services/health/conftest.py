@@ -1,0 +1,3 @@
+"""The health checks of build servers run on the build rig (``tests/build_rig.py``)."""
+
+from tests.build_rig import rig  # noqa: F401
