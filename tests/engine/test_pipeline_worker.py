@@ -75,6 +75,24 @@ class ScriptedProvisioner(Provisioner):
 
     script: Script
 
+    @classmethod
+    def scripted(
+        cls, script: Script, sessions: Any, bus: Any, store: Any, secrets: Any, pool: Any
+    ) -> ScriptedProvisioner:
+        """A provisioner with no device seams: every step that would touch one is scripted."""
+        p = cls(
+            sessions=sessions,
+            bus=bus,
+            store=store,
+            secrets=secrets,
+            pool=pool,
+            hardware=None,  # type: ignore[arg-type]
+            host_probe=None,  # type: ignore[arg-type]
+            board_probe=None,  # type: ignore[arg-type]
+        )
+        p.script = script
+        return p
+
     async def _host_of(self, env_id: int) -> str:
         async with self.sessions() as session:
             env = await session.get(Environment, env_id)
@@ -170,17 +188,7 @@ class Lab:
 async def lab(rig: Rig) -> AsyncIterator[Lab]:
     script = Script()
     async with SshPool() as pool:
-        provisioner = ScriptedProvisioner(
-            sessions=rig.sessions,
-            bus=rig.bus,
-            store=rig.store,
-            secrets=BOX,
-            pool=pool,
-            hardware=None,  # type: ignore[arg-type]
-            host_probe=None,  # type: ignore[arg-type]
-            board_probe=None,  # type: ignore[arg-type]
-        )
-        provisioner.script = script
+        provisioner = ScriptedProvisioner.scripted(script, rig.sessions, rig.bus, rig.store, BOX, pool)
         engine = Engine(
             sessions=rig.sessions,
             bus=rig.bus,

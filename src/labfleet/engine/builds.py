@@ -39,7 +39,7 @@ from labfleet.services.artifacts import service as artifacts
 from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
-from labfleet.services.builds.logs import JobLog, LeaseLost
+from labfleet.services.builds.logs import JobLog
 from labfleet.services.builds.queue import worker_id
 from labfleet.services.builds.run import (
     BuildFailed,
@@ -50,11 +50,20 @@ from labfleet.services.builds.run import (
     choose_toolchain,
 )
 from labfleet.services.core.events import EventBus, Subscription
+from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
 from labfleet.services.inventory import credentials
 
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _forward(wake: asyncio.Event, keeper: LeaseKeeper) -> None:
+    """A cancel announced on the bus sets ``wake``: the keeper renews at once and sees it."""
+    while True:
+        await wake.wait()
+        wake.clear()
+        keeper.wake()
 
 
 class _Stop(Exception):
@@ -254,7 +263,9 @@ class BuildWorker:
     ) -> BuildResult | BaseException:
         """Run the build beside its heartbeat; returns the result or what ended it."""
         run_task = asyncio.create_task(self._build(job, joblog, scratch), name=f"build-{job.id}-run")
-        beat_task = asyncio.create_task(self._heartbeat(job, wake, run_task), name=f"build-{job.id}-beat")
+        keeper = self._keeper(job, run_task)
+        beat_task = asyncio.create_task(keeper.run(), name=f"build-{job.id}-beat")
+        waker = asyncio.create_task(_forward(wake, keeper), name=f"build-{job.id}-wake")
         try:
             return await run_task
         except asyncio.CancelledError:
@@ -277,8 +288,8 @@ class BuildWorker:
             return exc
         finally:
             beat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat_task
+            waker.cancel()
+            await asyncio.gather(beat_task, waker, return_exceptions=True)
 
     async def _build(self, job: BuildJob, joblog: JobLog, scratch: Path) -> BuildResult:
         async with self._sessions() as session:
@@ -320,40 +331,35 @@ class BuildWorker:
             )
             return await run.run()
 
-    async def _heartbeat(
-        self, job: BuildJob, wake: asyncio.Event, run_task: asyncio.Task[BuildResult]
-    ) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._policy.heartbeat_seconds):
-                    await wake.wait()
-            wake.clear()
-            try:
-                async with self._sessions() as session:
-                    held, cancel = await build_queue.beat(
-                        session=session,
-                        job_id=job.id,
-                        worker=self.name,
-                        lease_seconds=self._policy.lease_seconds,
-                    )
-                    await session.commit()
-            except Exception as exc:  # the database is away: keep building, retry the beat
-                log.warning("build job %s: heartbeat failed: %s", job.id, exc)
-                continue
-            stop = None
-            if not held:
-                stop = _Stop("lost", f"worker {self.name} lost the lease")
-            elif cancel:
-                async with self._sessions() as session:
+    def _keeper(self, job: BuildJob, run_task: asyncio.Task[BuildResult]) -> LeaseKeeper:
+        """The build's lease: a lost lease or a cancel stops the run (its clean-up kills the remote group)."""
+
+        async def renew() -> Renewal:
+            async with self._sessions() as session:
+                held, cancel = await build_queue.beat(
+                    session=session, job_id=job.id, worker=self.name, lease_seconds=self._policy.lease_seconds
+                )
+                await session.commit()
+                by = None
+                if held and cancel:
                     fresh = await build_queue.job(session=session, job_id=job.id)
-                by = fresh.cancel_requested_by if fresh is not None else None
-                stop = _Stop("cancel", f"cancelled by {by or 'request'}")
-            if stop is not None:
-                running = self._running.get(job.id)
-                if running is not None:
-                    running.stop = stop
-                run_task.cancel()
-                return
+                    by = (fresh.cancel_requested_by if fresh is not None else None) or "request"
+            return Renewal(held=held, cancel_requested_by=by)
+
+        def stop(why: _Stop) -> None:
+            running = self._running.get(job.id)
+            if running is not None and running.stop is None:
+                running.stop = why
+            run_task.cancel()
+
+        return LeaseKeeper(
+            what=f"build job {job.id}",
+            renew=renew,
+            lease_seconds=self._policy.lease_seconds,
+            heartbeat_seconds=self._policy.heartbeat_seconds,
+            on_lost=lambda: stop(_Stop("lost", f"worker {self.name} lost the lease")),
+            on_cancel=lambda by: stop(_Stop("cancel", f"cancelled by {by}")),
+        )
 
     async def _conclude(self, job: BuildJob, joblog: JobLog, outcome: BuildResult | BaseException) -> None:
         if isinstance(outcome, BuildResult):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from labfleet.db.base import utcnow
 from labfleet.db.models.pipelines import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.leases import LeaseKeeper, Renewal, worker_name
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 
@@ -37,6 +36,7 @@ class EnvironmentWorker:
         lease_seconds: float = 60.0,
         poll_seconds: float = 5.0,
         max_running: int = 16,
+        name: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.bus = bus
@@ -44,7 +44,7 @@ class EnvironmentWorker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.max_running = max_running
-        self.name = f"{socket.gethostname()}:{os.getpid()}:environments"
+        self.name = name or worker_name("environments")
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -86,7 +86,35 @@ class EnvironmentWorker:
         return due
 
     async def _handle(self, env_id: int, status: str, attempt: int) -> None:
-        beat = asyncio.create_task(self._beat(env_id))
+        work = asyncio.create_task(self._work(env_id, status, attempt), name=f"environment-{env_id}")
+
+        async def renew() -> Renewal:
+            async with self.sessions() as session:
+                held = await environments.beat(
+                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
+                )
+                await session.commit()
+            return Renewal(held=held)
+
+        keeper = LeaseKeeper(
+            what=f"environment {env_id}",
+            renew=renew,
+            lease_seconds=self.lease_seconds,
+            heartbeat_seconds=self.lease_seconds / 4,
+            on_lost=work.cancel,
+        )
+        async with keeper.kept():
+            try:
+                await work
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not keeper.lost or (current is not None and current.cancelling()):
+                    work.cancel()
+                    raise
+                # Another worker may hold it now: it finds the environment mid-provisioning
+                # and fails and tears it down with the reason; nothing more is written here.
+
+    async def _work(self, env_id: int, status: str, attempt: int) -> None:
         try:
             if status == ENV_RELEASING:
                 await self.provisioner.teardown(env_id, reason="released")
@@ -109,9 +137,6 @@ class EnvironmentWorker:
             log.exception("environment %s: provisioning failed in labfleet itself", env_id)
             with contextlib.suppress(Exception):
                 await self._fail(env_id, "internal error in labfleet (see its log)")
-        finally:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
 
     async def _fail(self, env_id: int, reason: str) -> None:
         async with self.sessions() as session:
@@ -119,12 +144,3 @@ class EnvironmentWorker:
             env.status, env.error = ENV_FAILED, reason
             await session.commit()
         await self.provisioner.teardown(env_id, reason=f"failed: {reason}")
-
-    async def _beat(self, env_id: int) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 4)
-            async with self.sessions() as session:
-                await environments.beat(
-                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
-                )
-                await session.commit()

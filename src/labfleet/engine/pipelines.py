@@ -44,9 +44,10 @@ from labfleet.schemas.enums import Role
 from labfleet.schemas.pipelines import EnvironmentCreate, TestCase
 from labfleet.services.builds import logs as build_logs
 from labfleet.services.builds import service as builds
-from labfleet.services.builds.logs import JobLog, LeaseLost
+from labfleet.services.builds.logs import JobLog
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 from labfleet.services.pipelines import service as pipelines
@@ -220,14 +221,24 @@ class _Run:
     async def go(self) -> None:
         flusher = asyncio.create_task(self.log.run())
         main = asyncio.create_task(self._stages())
-        beat = asyncio.create_task(self._heartbeat(main))
+        keeper = LeaseKeeper(
+            what=f"pipeline {self.id}",
+            renew=self._renew,
+            lease_seconds=self.w.settings.lease_seconds,
+            heartbeat_seconds=self.w.settings.heartbeat_seconds,
+            on_lost=lambda: self._lose(main),
+            on_cancel=self._cancel_asked,
+        )
+        beat = asyncio.create_task(keeper.run())
         try:
             await main
         except LeaseLost:
             self.lost = True
         except asyncio.CancelledError:
-            main.cancel()
-            raise
+            current = asyncio.current_task()
+            if not keeper.lost or (current is not None and current.cancelling()):
+                main.cancel()
+                raise
         except Exception:
             log.exception("pipeline %s failed in labfleet itself", self.id)
             with contextlib.suppress(Exception):
@@ -240,27 +251,29 @@ class _Run:
                 with contextlib.suppress(LeaseLost, Exception):
                     await self.log.flush()
 
-    async def _heartbeat(self, main: asyncio.Task[None]) -> None:
-        while True:
-            await asyncio.sleep(self.w.settings.heartbeat_seconds)
-            async with self.w.sessions() as session:
-                row = await pipelines.beat(
-                    session,
-                    pipeline_id=self.id,
-                    worker=self.w.name,
-                    lease_seconds=self.w.settings.lease_seconds,
-                    now=utcnow(),
-                )
-                await session.commit()
-            if row is None:
-                self.lost = True
-                log.warning("pipeline %s: lease lost; stopping", self.id)
-                main.cancel()
-                return
-            if row.cancel_requested_at is not None and self.cancelled_by is None:
-                self.cancelled_by = row.cancel_requested_by or "someone"
-                if self.stage_task is not None:
-                    self.stage_task.cancel()
+    async def _renew(self) -> Renewal:
+        async with self.w.sessions() as session:
+            row = await pipelines.beat(
+                session,
+                pipeline_id=self.id,
+                worker=self.w.name,
+                lease_seconds=self.w.settings.lease_seconds,
+                now=utcnow(),
+            )
+            await session.commit()
+        if row is None:
+            return Renewal(held=False)
+        by = (row.cancel_requested_by or "someone") if row.cancel_requested_at is not None else None
+        return Renewal(held=True, cancel_requested_by=by)
+
+    def _lose(self, main: asyncio.Task[None]) -> None:
+        self.lost = True  # another worker may have it now: nothing more is written here
+        main.cancel()
+
+    def _cancel_asked(self, by: str) -> None:
+        self.cancelled_by = by
+        if self.stage_task is not None:
+            self.stage_task.cancel()
 
     async def _stages(self) -> None:
         async with self.w.sessions() as session:

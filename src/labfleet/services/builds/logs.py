@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,13 +22,12 @@ from labfleet.db.repositories import builds as repo
 from labfleet.errors import NotFound
 from labfleet.services.builds import service as builds
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.leases import LeaseLost
+
+log = logging.getLogger(__name__)
 
 _FOLLOW_POLL = 1.0
 _GAP_WAIT = 5.0
-
-
-class LeaseLost(Exception):
-    """The worker no longer holds the job (recovered elsewhere, or its server went offline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +140,19 @@ class JobLog:
             self._stored += len(data)
 
     async def run(self) -> None:
-        """Flush periodically until cancelled (then once more, by the caller)."""
+        """Flush periodically until cancelled (then once more, by the caller), or until the
+        lease is lost. A flush that fails (the database away) keeps its bytes for the next."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._full.wait()
             self._full.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except LeaseLost:
+                return
+            except Exception as exc:
+                log.warning("%s %s: storing its log failed, retrying: %s", self._kind.what, self.job_id, exc)
 
 
 @dataclass(frozen=True, slots=True)

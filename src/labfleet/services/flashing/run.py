@@ -55,6 +55,7 @@ from labfleet.services.artifacts import service as artifacts
 from labfleet.services.artifacts.service import Store
 from labfleet.services.core.device_locks import device_lock
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.leases import LeaseKeeper, Renewal
 from labfleet.services.flashing.access import FlashHardware, FlashWiring
 from labfleet.services.flashing.service import (
     FLASH_FAILED,
@@ -164,13 +165,13 @@ class JobRun:
         self._note("start", "running", mode=job.mode, worker=self.worker)
         announce(self.bus, job)
         work = asyncio.create_task(self._work(state), name=f"flash-{job.id}")
-        beat = asyncio.create_task(self._beat(work), name=f"flash-{job.id}-beat")
-        lost = False
+        keeper = self._keeper(work)
+        beat = asyncio.create_task(keeper.run(), name=f"flash-{job.id}-beat")
+        progress = asyncio.create_task(self._store_progress(keeper), name=f"flash-{job.id}-progress")
         try:
             verdict = await work
         except asyncio.CancelledError:
-            lost = beat.done() and not beat.cancelled() and beat.result() is True
-            if not lost:
+            if not keeper.lost:
                 # Stopped from outside (the worker stopping): give the job back, whole, to be
                 # run again from the start; the attempt counts.
                 with contextlib.suppress(Exception):
@@ -193,8 +194,8 @@ class JobRun:
             )
         finally:
             beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            progress.cancel()
+            await asyncio.gather(beat, progress, return_exceptions=True)
         return await self._conclude(state, verdict)
 
     async def _give_back(self) -> None:
@@ -417,40 +418,46 @@ class JobRun:
     def _detail(self) -> dict[str, Any]:
         return {**self.job.detail, "steps": list(self.steps)}
 
-    async def _beat(self, work: asyncio.Task[_Verdict]) -> bool:
-        """Store progress and steps and renew the lease until the work ends; True if the lease was lost."""
-        interval = min(self.policy.progress_interval_s, self.policy.heartbeat_seconds)
-        last_renewal = asyncio.get_running_loop().time()
-        while True:
-            await asyncio.sleep(interval)
+    def _keeper(self, work: asyncio.Task[_Verdict]) -> LeaseKeeper:
+        """The job's lease; each renewal also stores the progress and steps so far."""
+
+        async def renew() -> Renewal:
             phase, done, total = self._progress
             state = (phase, done, total, len(self.steps))
-            now = asyncio.get_running_loop().time()
-            if state == self._stored and now - last_renewal < self.policy.heartbeat_seconds:
-                continue
-            try:
-                async with self.sessions() as session:
-                    held = await repo.beat(
-                        session,
-                        job_id=self.job.id,
-                        worker=self.worker,
-                        lease_seconds=self.policy.lease_seconds,
-                        now=utcnow(),
-                        values={
-                            "phase": phase,
-                            "bytes_done": done,
-                            "bytes_total": total,
-                            "detail": self._detail(),
-                        },
-                    )
-                    await session.commit()
-            except Exception as exc:  # the database is away: keep flashing, retry the beat
-                log.warning("flash job %s: heartbeat failed: %s", self.job.id, exc)
-                continue
-            if not held:
-                work.cancel()
-                return True
-            self._stored, last_renewal = state, now
+            async with self.sessions() as session:
+                held = await repo.beat(
+                    session,
+                    job_id=self.job.id,
+                    worker=self.worker,
+                    lease_seconds=self.policy.lease_seconds,
+                    now=utcnow(),
+                    values={
+                        "phase": phase,
+                        "bytes_done": done,
+                        "bytes_total": total,
+                        "detail": self._detail(),
+                    },
+                )
+                await session.commit()
+            if held:
+                self._stored = state
+            return Renewal(held=held)
+
+        return LeaseKeeper(
+            what=f"flash job {self.job.id}",
+            renew=renew,
+            lease_seconds=self.policy.lease_seconds,
+            heartbeat_seconds=self.policy.heartbeat_seconds,
+            on_lost=work.cancel,
+        )
+
+    async def _store_progress(self, keeper: LeaseKeeper) -> None:
+        """Progress worth storing renews at once, at most once per ``progress_interval_s``."""
+        while True:
+            await asyncio.sleep(self.policy.progress_interval_s)
+            phase, done, total = self._progress
+            if (phase, done, total, len(self.steps)) != self._stored:
+                keeper.wake()
 
     # -- the end
 
