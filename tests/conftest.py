@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+from xdist.scheduler import LoadScopeScheduling
 
 from labfleet.api.app import build_policy, create_app
 from labfleet.api.deps import get_session
@@ -34,6 +35,30 @@ from labfleet.services.health.probes import NoProbe
 from labfleet.services.inventory.registration import InputOnly
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+LAB_TESTS = "tests/lab/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lab's tests first: they are the longest stretch of the run, so they start at once."""
+    items.sort(key=lambda item: not item.nodeid.startswith(LAB_TESTS))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling:
+    """Every test of the virtual lab runs on one xdist worker, one after another: there is one lab.
+
+    Its boards, PDU and libvirt host are shared devices; two tests powering the same board
+    at once would each see the other's doing. Every other test is a scope of its own and
+    goes to whichever worker is free.
+    """
+    return OneLab(config, log)
+
+
+class OneLab(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return LAB_TESTS if nodeid.startswith(LAB_TESTS) else nodeid
+
 
 # A server where the tests may create and drop databases of their own.
 PG_ADMIN_URL = normalize_database_url(

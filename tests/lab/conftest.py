@@ -4,6 +4,12 @@ Tests of other packages may use it too: ``from tests.lab.conftest import lab  # 
 in their conftest. The lab needs root and the packages of ``scripts/setup --lab``; when
 it cannot come up the tests that use it fail with the reason, they are never skipped.
 A lab that was already up when the session started is left up.
+
+The lab is one set of devices, so its tests run one at a time (tests/conftest.py). A lab
+test whose point is the devices and the whole stack runs on one database (``on(...)``):
+the demo's SQLite for the pipelines a newcomer runs first, PostgreSQL where several
+processes or workers share the work. What the database does in those flows is the same
+service code that tests/engine and tests/services run on both backends.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import build_servers
 from labfleet.services.inventory.device_checks import DeviceChecks
+
+
+def on(backend: str) -> pytest.MarkDecorator:
+    """Run a lab test on one backend only (see the module's docstring)."""
+    return pytest.mark.parametrize("backend", [backend], indirect=True)
 
 
 @dataclass(frozen=True)

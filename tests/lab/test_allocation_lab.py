@@ -21,7 +21,7 @@ from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import hosts
 from labfleet.services.inventory.device_checks import DeviceChecks
 from labfleet.services.reservations import service as reservations
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
 
@@ -40,6 +40,7 @@ def auto_host(**target: object) -> ReservationCreate:
     )
 
 
+@on("postgresql")
 async def test_the_lab_host_is_native_x86_64_and_an_auto_x86_64_vm_goes_there(
     lab: VirtualLab, session: AsyncSession, checks: DeviceChecks
 ) -> None:

@@ -29,7 +29,7 @@ from labfleet.services.artifacts import service as artifacts
 from labfleet.services.builds import service as builds
 from labfleet.services.core.events import EventBus
 from labfleet.storage import LocalStore
-from tests.lab.conftest import VirtualLab, register_build_server
+from tests.lab.conftest import VirtualLab, on, register_build_server
 
 pytestmark = pytest.mark.lab
 
@@ -67,6 +67,7 @@ def lab_head(lab: VirtualLab) -> str:
     return done.stdout.strip()
 
 
+@on("postgresql")
 async def test_the_engine_builds_the_lab_repository_for_both_architectures(
     lab: VirtualLab, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:

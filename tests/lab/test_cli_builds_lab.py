@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_cli_against_server import Server, admin_token, cli
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
 
@@ -86,6 +86,7 @@ def log_of(followed: str) -> str:
     return "".join(line for line in followed[start:].splitlines(keepends=True) if not _FOLLOWER.match(line))
 
 
+@on("sqlite")
 def test_submit_follow_streams_the_build_and_logs_replays_it(
     lab: VirtualLab, server: Server, token: str
 ) -> None:
@@ -114,6 +115,7 @@ def test_submit_follow_streams_the_build_and_logs_replays_it(
     assert code == 0 and log_of(again) == stored
 
 
+@on("sqlite")
 def test_a_failing_build_exits_1_with_its_reason(lab: VirtualLab, server: Server, token: str) -> None:
     code, out = submit(server, token, lab, "echo boom; exit 3", "--follow")
     assert code == 1, out
@@ -129,6 +131,7 @@ def test_a_failing_build_exits_1_with_its_reason(lab: VirtualLab, server: Server
     assert f"retry of {ident}" in out and "exit status 3" in out
 
 
+@on("postgresql")
 def test_cancel_stops_a_running_build(lab: VirtualLab, server: Server, token: str) -> None:
     code, out = submit(server, token, lab, "echo sleeping; sleep 600")
     assert code == 0, out

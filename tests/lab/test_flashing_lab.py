@@ -37,7 +37,7 @@ from labfleet.services.flashing.service import FlashPolicy
 from labfleet.services.inventory import boards
 from labfleet.services.inventory.registration import InputOnly
 from labfleet.storage import LocalStore
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
 
@@ -46,7 +46,7 @@ OPERATOR = Actor(name="lab-operator", role=Role.operator)
 NAME = "lab-arm64"  # boots in about two seconds
 POLICY = FlashPolicy(
     write_timeout_s=300.0,
-    boot_timeout_s=45.0,
+    boot_timeout_s=20.0,  # ten times its boot: the bad image is given up on sooner
     off_s=1.0,
     command_timeout_s=60.0,
     lease_seconds=60.0,
@@ -80,7 +80,7 @@ async def restored(lab: VirtualLab) -> AsyncIterator[Path]:
             await console.expect(board.banner, timeout=120)
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@on("postgresql")
 async def test_a_flash_boots_and_a_bad_one_is_rolled_back_to_the_known_good_image(
     lab: VirtualLab, restored: Path, fresh_db_url: str, tmp_path: Path
 ) -> None:

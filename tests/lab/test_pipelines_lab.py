@@ -21,7 +21,7 @@ import pytest
 
 from labfleet.lab.register import register
 from tests.cli.test_cli_against_server import Server, admin_token, cli
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
 
@@ -83,6 +83,7 @@ def assert_nothing_left(server: Server, token: str) -> None:
     assert not ours & set(domains), domains
 
 
+@on("sqlite")
 def test_x86_64_on_the_libvirt_host_then_a_failing_test(
     server: Server, token: str, lab: VirtualLab, tmp_path: Path
 ) -> None:
@@ -159,6 +160,7 @@ def board_image(lab: VirtualLab) -> Iterator[None]:
         device.write_bytes(original)
 
 
+@on("sqlite")
 def test_arm64_on_a_pdudaemon_powered_board(
     server: Server, token: str, lab: VirtualLab, board_image: None, tmp_path: Path
 ) -> None:
@@ -172,6 +174,7 @@ def test_arm64_on_a_pdudaemon_powered_board(
     assert_nothing_left(server, token)
 
 
+@on("postgresql")
 def test_a_serve_killed_mid_boot_holds_nothing_once_the_next_one_takes_over(
     lab: VirtualLab, tmp_path: Path, fresh_db_url: str
 ) -> None:

@@ -30,7 +30,7 @@ from labfleet.services.inventory.registration import InputOnly
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess
 from labfleet.services.power.service import POWER_CONTROLLER, PowerPolicy
-from tests.lab.conftest import VirtualLab
+from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
 
@@ -86,6 +86,7 @@ async def left_on(lab: VirtualLab) -> AsyncIterator[LabBoard]:
             await console.expect(board.banner, timeout=120)
 
 
+@on("postgresql")
 async def test_a_power_cycle_through_pdudaemon_is_watched_on_the_console_and_recorded(
     lab: VirtualLab, session: AsyncSession, left_on: LabBoard
 ) -> None:
@@ -134,6 +135,7 @@ async def test_a_power_cycle_through_pdudaemon_is_watched_on_the_console_and_rec
     assert result.output.strip() == "powered-by-labfleet"
 
 
+@on("sqlite")
 async def test_a_wrong_pdu_address_fails_the_action_and_raises_an_alert(
     lab: VirtualLab, session: AsyncSession, left_on: LabBoard
 ) -> None:
@@ -157,6 +159,7 @@ async def test_a_wrong_pdu_address_fails_the_action_and_raises_an_alert(
     assert powered(lab, board.name)  # nothing reached the board
 
 
+@on("postgresql")
 async def test_a_pdu_that_pdudaemon_does_not_know_fails_the_action_and_raises_an_alert(
     lab: VirtualLab, session: AsyncSession, left_on: LabBoard
 ) -> None:
