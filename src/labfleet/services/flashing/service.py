@@ -51,6 +51,7 @@ from labfleet.services.power import records as board_records
 from labfleet.services.power.service import DEFAULT_BOOT_PATTERN
 from labfleet.services.power.service import topic as board_topic
 from labfleet.services.power.wiring import unconfigured
+from labfleet.services.reservations import service as reservations
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ async def request_flash(
         refusal = "it is failed (force to flash it anyway)"
     if refusal is not None:
         raise Conflict(f"board {board.name} refuses a flash: {refusal}", field="status")
-    await reservations_repo.release_expired(session, now=now, board_id=board.id)
+    await reservations.expire_due(session=session, now=now, board_id=board.id)
     holder = await reservations_repo.holder_of_board(session, board.id)
     if holder is not None and holder.expires_at > now and holder.owner != actor.name:
         raise Conflict(

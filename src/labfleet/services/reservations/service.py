@@ -23,7 +23,7 @@ from labfleet.db.base import utcnow
 from labfleet.db.models import Reservation
 from labfleet.db.repositories import reservations as repo
 from labfleet.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
-from labfleet.schemas.auth import Actor
+from labfleet.schemas.auth import SYSTEM, Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.reservations import AutoBoard, AutoHost, ReservationCreate
 from labfleet.selection import Outcome
@@ -208,7 +208,7 @@ async def _check_host(session: AsyncSession, data: _Ask, now: datetime) -> None:
         raise Conflict(
             f"host {host.hostname} is {host.status}: it takes no new reservations", field="host_id"
         )
-    await repo.release_expired(session, now=now, host_id=host.id)
+    await expire_due(session=session, now=now, host_id=host.id)
     used = await repo.host_usage(session, host.id, now)
     lacking = []
     for what, asked, held, capacity, unit in (
@@ -235,7 +235,7 @@ async def _check_board(session: AsyncSession, board_id: int, now: datetime) -> N
         raise Conflict(
             f"board {board.name} is {board.status}: it takes no new reservations", field="board_id"
         )
-    await repo.release_expired(session, now=now, board_id=board_id)
+    await expire_due(session=session, now=now, board_id=board_id)
     holder = await repo.holder_of_board(session, board_id)
     if holder is not None:
         raise Conflict(_held_message(board_id, holder, name=board.name), field="board_id")
@@ -312,8 +312,16 @@ async def release(
 
 
 async def release_for(*, session: AsyncSession, ident: int, reason: str, now: datetime | None = None) -> bool:
-    """Release on behalf of what holds it (an environment being torn down); False if it was already."""
-    return await repo.release(session, ident=ident, now=now or utcnow(), reason=reason)
+    """Release on behalf of what holds it (an environment being torn down); False if it was already.
+
+    labfleet itself releases it, so the audit entry names labfleet and the reason.
+    """
+    r = await get(session=session, ident=ident)
+    before = snapshot(r)
+    if not await repo.release(session, ident=ident, now=now or utcnow(), reason=reason):
+        return False
+    await _audit_release(session, ident, "release", before)
+    return True
 
 
 async def extend(*, session: AsyncSession, actor: Actor, ident: int, expires_in_s: int) -> Reservation:
@@ -340,9 +348,35 @@ async def extend(*, session: AsyncSession, actor: Actor, ident: int, expires_in_
     return r
 
 
-async def expire_due(*, session: AsyncSession, now: datetime | None = None) -> list[int]:
-    """Release every reservation past its expiry (a cancelled CI job must not hold a board forever)."""
-    return list(await repo.release_expired(session, now=now or utcnow()))
+async def expire_due(
+    *,
+    session: AsyncSession,
+    now: datetime | None = None,
+    host_id: int | None = None,
+    board_id: int | None = None,
+) -> list[int]:
+    """Release every reservation past its expiry (a cancelled CI job must not hold a board forever),
+    optionally on one host or board only; each one released is audited as expired by labfleet."""
+    released = list(
+        await repo.release_expired(session, now=now or utcnow(), host_id=host_id, board_id=board_id)
+    )
+    for ident in released:
+        await _audit_release(session, ident, "expire", {"released_at": None})
+    return released
+
+
+async def _audit_release(session: AsyncSession, ident: int, action: str, before: dict[str, Any]) -> None:
+    r = await get(session=session, ident=ident)  # read afresh: the release was a bulk UPDATE
+    await audit.record(
+        session=session,
+        actor=SYSTEM,
+        action=action,
+        object_type=OBJECT_TYPE,
+        object_id=r.id,
+        display=display(r),
+        before=before,
+        after=snapshot(r),
+    )
 
 
 async def ensure_unreserved(
