@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +71,45 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+
+    # Power actions (LABFLEET_POWER_*); a cycle request may override the cycle's.
+    power_off_seconds: float = Field(default=5.0, ge=0, description="How long a cycle leaves a board off.")
+    power_boot_timeout_seconds: float = Field(default=180.0, gt=0)
+    power_attempts: int = Field(default=3, ge=1, description="Cycles tried before a board is failed.")
+    power_command_timeout_seconds: float = Field(default=30.0, gt=0)
+    power_boot_pattern: str | None = Field(
+        default=None, description="What a booted console shows; a shell or login prompt when unset."
+    )
+
+    # Flashing (LABFLEET_FLASH_*).
+    flash_write_timeout_seconds: float = Field(default=1800.0, gt=0)
+    flash_lease_seconds: float = Field(default=60.0, gt=0)
+    flash_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    flash_max_attempts: int = Field(
+        default=2, ge=1, description="Runs of a flash job by processes that died before it is rolled back."
+    )
+    flash_boot_timeout_seconds: float = Field(default=180.0, gt=0)
+    flash_boot_pattern: str | None = None
+
+    # Environments (LABFLEET_DEPLOY_*).
+    deploy_dir: str = Field(
+        default="/var/lib/libvirt/images/labfleet",
+        description="Where a host keeps a VM's artifacts (QEMU must read it), one directory per environment.",
+    )
+    deploy_console_port_first: int = Field(default=24100, ge=1, le=65535)
+    deploy_console_port_last: int = Field(default=24899, ge=1, le=65535)
+
+    # Pipelines (LABFLEET_PIPELINE_*).
+    pipeline_lease_seconds: float = Field(default=30.0, gt=0)
+    pipeline_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    pipeline_max_running: int = Field(default=32, ge=1)
+    pipeline_resource_wait_seconds: float = Field(default=3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _console_ports(self) -> Settings:
+        if self.deploy_console_port_first > self.deploy_console_port_last:
+            raise ValueError("deploy_console_port_first must not be above deploy_console_port_last")
+        return self
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from labfleet import __version__
-from labfleet.api import problems, redact
+from labfleet.api import policies, problems, redact
 from labfleet.api.routes import (
     artifacts,
     audit,
@@ -29,7 +29,6 @@ from labfleet.api.routes.resources import boards_router, build_servers_router, h
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.engine import Engine, EngineSettings
-from labfleet.engine.pipelines import PipelineEnvironment
 from labfleet.secretbox import SecretBox
 from labfleet.selection import Thresholds
 from labfleet.services.artifacts.service import open_store
@@ -94,7 +93,10 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
                             health_failure_limit=settings.health_failure_limit,
                             device_checks=settings.device_checks,
                             utilization_retention_days=settings.utilization_retention_days,
-                            pipelines=PipelineEnvironment().settings(),
+                            pipelines=policies.pipelines(settings),
+                            power=app.state.power_policy,
+                            flash=app.state.flash_policy,
+                            provisioning=policies.provision(settings),
                         ),
                     )
                 )
@@ -116,6 +118,9 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
+    # Set here, not in the lifespan, so that an app driven without one (the tests') has them too.
+    app.state.power_policy = policies.power(settings)
+    app.state.flash_policy = policies.flash(settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
@@ -70,25 +69,6 @@ class PipelineSettings:
     """Resources tried in all when provisioning fails on them."""
     environment_hold_s: int = 6 * 3600
     """The expiry of a pipeline's reservation: a safety net, it is released when the pipeline ends."""
-
-
-class PipelineEnvironment(BaseSettings):
-    """``LABFLEET_PIPELINE_*``: the pipeline worker's settings."""
-
-    model_config = SettingsConfigDict(env_prefix="LABFLEET_PIPELINE_", extra="ignore")
-
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 5.0
-    max_running: int = 32
-    resource_wait_seconds: float = 3600.0
-
-    def settings(self) -> PipelineSettings:
-        return PipelineSettings(
-            lease_seconds=self.lease_seconds,
-            heartbeat_seconds=self.heartbeat_seconds,
-            max_pipelines=self.max_running,
-            resource_wait_s=self.resource_wait_seconds,
-        )
 
 
 class StageFailed(LabfleetError):

@@ -27,8 +27,8 @@ from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds.run import SshPool
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
-from labfleet.services.environments.provisioning import Provisioner, ProvisionPolicy, ProvisionSettings
-from labfleet.services.flashing import service as flashing
+from labfleet.services.environments.provisioning import Provisioner, ProvisionPolicy
+from labfleet.services.flashing.service import FlashPolicy
 from labfleet.services.health import boards as board_health
 from labfleet.services.health import hosts as host_health
 from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
@@ -37,7 +37,7 @@ from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
 from labfleet.services.health.probes import LiveProbe, NoProbe, live_probe
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess, Hardware
-from labfleet.services.power.service import PowerPolicy, PowerSettings
+from labfleet.services.power.service import PowerPolicy
 from labfleet.services.reservations import service as reservations
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,12 @@ class EngineSettings:
     """Host and board checks ask the devices; off, they trust the operator (``NoProbe``)."""
     utilization_retention_days: float = 7.0
     sample_prune_interval_s: float = 3600.0
-    power: PowerPolicy | None = None
-    """For the boards' state reads and recovery cycles; ``LABFLEET_POWER_*`` when None."""
+    power: PowerPolicy = field(default_factory=PowerPolicy)
+    """For the boards' state reads and recovery cycles."""
+    flash: FlashPolicy = field(default_factory=FlashPolicy)
     pipelines: PipelineSettings = field(default_factory=PipelineSettings)
-    provisioning: ProvisionPolicy | None = None
-    """Where and how environments are deployed; ``LABFLEET_DEPLOY_*`` when None."""
+    provisioning: ProvisionPolicy = field(default_factory=ProvisionPolicy)
+    """Where and how environments are deployed."""
 
 
 class Engine:
@@ -142,7 +143,7 @@ class Engine:
             bus=self._bus,
             store=self._store,
             secrets=self._secrets,
-            policy=flashing.FlashSettings().policy(),
+            policy=s.flash,
         )
         self._tasks = [
             asyncio.create_task(self.worker.run(), name="build-worker"),
@@ -202,9 +203,9 @@ class Engine:
             hardware=hardware,
             host_probe=host_probe,
             board_probe=board_probe,
-            policy=self._settings.provisioning or ProvisionSettings().policy(),
-            power_policy=self._settings.power or PowerSettings().policy(),
-            flash_policy=flashing.FlashSettings().policy(),
+            policy=self._settings.provisioning,
+            power_policy=self._settings.power,
+            flash_policy=self._settings.flash,
         )
 
     async def _resource_health(self) -> ResourceHealthMonitor:
@@ -234,7 +235,7 @@ class Engine:
                 sample_retention=timedelta(days=s.utilization_retention_days),
             ),
             board_policy=BoardHealthPolicy(failure_limit=s.health_failure_limit),
-            power_policy=s.power or PowerSettings().policy(),
+            power_policy=s.power,
             interval_s=s.health_interval_s,
         )
 

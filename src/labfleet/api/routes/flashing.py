@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
@@ -28,10 +27,10 @@ BoardIdent = Annotated[int, Path(alias="id", description="The board's id.")]
 JobIdent = Annotated[int, Path(alias="id", description="The flash job's id.")]
 
 
-@functools.cache
-def policy() -> flashing.FlashPolicy:
-    """The server's flashing defaults (``LABFLEET_FLASH_*``)."""
-    return flashing.FlashSettings().policy()
+def policy(request: Request) -> flashing.FlashPolicy:
+    """The server's flashing defaults (``LABFLEET_FLASH_*``, read once at start)."""
+    policy: flashing.FlashPolicy = request.app.state.flash_policy
+    return policy
 
 
 PolicyDep = Annotated[flashing.FlashPolicy, Depends(policy)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal, cast
 
@@ -37,10 +36,10 @@ async def hardware(request: Request) -> AsyncIterator[Hardware]:
         yield access
 
 
-@functools.cache
-def policy() -> power.PowerPolicy:
-    """The server's power defaults (``LABFLEET_POWER_*``)."""
-    return power.PowerSettings().policy()
+def policy(request: Request) -> power.PowerPolicy:
+    """The server's power defaults (``LABFLEET_POWER_*``, read once at start)."""
+    policy: power.PowerPolicy = request.app.state.power_policy
+    return policy
 
 
 HardwareDep = Annotated[Hardware, Depends(hardware)]

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
@@ -88,21 +87,6 @@ class ProvisionPolicy:
     flash_timeout_s: float = 3600.0
     poll_s: float = 0.5
     check_timeout_s: float = 20.0
-
-
-class ProvisionSettings(BaseSettings):
-    """``LABFLEET_DEPLOY_*``: where and how environments are deployed."""
-
-    model_config = SettingsConfigDict(env_prefix="LABFLEET_DEPLOY_", extra="ignore")
-
-    dir: str = "/var/lib/libvirt/images/labfleet"
-    console_port_first: int = 24100
-    console_port_last: int = 24899
-
-    def policy(self) -> ProvisionPolicy:
-        return ProvisionPolicy(
-            deploy_dir=self.dir, console_ports=(self.console_port_first, self.console_port_last)
-        )
 
 
 class ProvisionFailed(LabfleetError):

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -92,29 +91,6 @@ class FlashPolicy:
     command_timeout_s: float = 30.0
     console_open_timeout_s: float = 10.0
     boot_pattern: str = DEFAULT_BOOT_PATTERN
-
-
-class FlashSettings(BaseSettings):
-    """``LABFLEET_FLASH_*``: the server's flashing defaults."""
-
-    model_config = SettingsConfigDict(env_prefix="LABFLEET_FLASH_", extra="ignore")
-
-    write_timeout_seconds: float = 1800.0
-    lease_seconds: float = 60.0
-    heartbeat_seconds: float = 5.0
-    max_attempts: int = 2
-    boot_timeout_seconds: float = 180.0
-    boot_pattern: str = DEFAULT_BOOT_PATTERN
-
-    def policy(self) -> FlashPolicy:
-        return FlashPolicy(
-            write_timeout_s=self.write_timeout_seconds,
-            lease_seconds=self.lease_seconds,
-            heartbeat_seconds=self.heartbeat_seconds,
-            max_attempts=self.max_attempts,
-            boot_timeout_s=self.boot_timeout_seconds,
-            boot_pattern=self.boot_pattern,
-        )
 
 
 def snapshot(job: FlashJob) -> dict[str, Any]:
@@ -387,7 +363,6 @@ __all__ = [
     "FLASH_FAILED",
     "TOPIC_ALL",
     "FlashPolicy",
-    "FlashSettings",
     "announce",
     "claim_next",
     "get",

@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
@@ -97,27 +96,6 @@ class PowerPolicy:
     boot_pattern: str = DEFAULT_BOOT_PATTERN
     deadline_margin_s: float = 60.0
     """Added to an action's longest duration to make its deadline."""
-
-
-class PowerSettings(BaseSettings):
-    """``LABFLEET_POWER_*``: the server's power defaults."""
-
-    model_config = SettingsConfigDict(env_prefix="LABFLEET_POWER_", extra="ignore")
-
-    off_seconds: float = 5.0
-    boot_timeout_seconds: float = 180.0
-    attempts: int = 3
-    command_timeout_seconds: float = 30.0
-    boot_pattern: str = DEFAULT_BOOT_PATTERN
-
-    def policy(self) -> PowerPolicy:
-        return PowerPolicy(
-            off_s=self.off_seconds,
-            boot_timeout_s=self.boot_timeout_seconds,
-            attempts=self.attempts,
-            command_timeout_s=self.command_timeout_seconds,
-            boot_pattern=self.boot_pattern,
-        )
 
 
 def process_name() -> str:
@@ -597,7 +575,6 @@ __all__ = [
     "DEFAULT_BOOT_PATTERN",
     "POWER_CONTROLLER",
     "PowerPolicy",
-    "PowerSettings",
     "cycle",
     "get_action",
     "history",

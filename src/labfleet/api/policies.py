@@ -1,0 +1,51 @@
+"""The services' and workers' policies, from the one settings home (``labfleet.config``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labfleet.config import Settings
+from labfleet.engine.pipelines import PipelineSettings
+from labfleet.services.environments.provisioning import ProvisionPolicy
+from labfleet.services.flashing.service import FlashPolicy
+from labfleet.services.power.service import PowerPolicy
+
+
+def _pattern(value: str | None) -> dict[str, Any]:
+    return {} if value is None else {"boot_pattern": value}
+
+
+def power(s: Settings) -> PowerPolicy:
+    return PowerPolicy(
+        off_s=s.power_off_seconds,
+        boot_timeout_s=s.power_boot_timeout_seconds,
+        attempts=s.power_attempts,
+        command_timeout_s=s.power_command_timeout_seconds,
+        **_pattern(s.power_boot_pattern),
+    )
+
+
+def flash(s: Settings) -> FlashPolicy:
+    return FlashPolicy(
+        write_timeout_s=s.flash_write_timeout_seconds,
+        lease_seconds=s.flash_lease_seconds,
+        heartbeat_seconds=s.flash_heartbeat_seconds,
+        max_attempts=s.flash_max_attempts,
+        boot_timeout_s=s.flash_boot_timeout_seconds,
+        **_pattern(s.flash_boot_pattern),
+    )
+
+
+def provision(s: Settings) -> ProvisionPolicy:
+    return ProvisionPolicy(
+        deploy_dir=s.deploy_dir, console_ports=(s.deploy_console_port_first, s.deploy_console_port_last)
+    )
+
+
+def pipelines(s: Settings) -> PipelineSettings:
+    return PipelineSettings(
+        lease_seconds=s.pipeline_lease_seconds,
+        heartbeat_seconds=s.pipeline_heartbeat_seconds,
+        max_pipelines=s.pipeline_max_running,
+        resource_wait_s=s.pipeline_resource_wait_seconds,
+    )
