@@ -30,7 +30,7 @@ from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
 from labfleet.hw.ssh import SshPool
-from labfleet.schemas.pipelines import EnvironmentCreate
+from labfleet.schemas.environments import EnvironmentCreate
 from labfleet.services.environments import service as environments
 from labfleet.services.pipelines import service as pipelines
 from tests.build_rig import BOX, Rig

@@ -32,7 +32,8 @@ from labfleet.hw.fakes import FakeConsole
 from labfleet.hw.ssh import SshPool
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.schemas.pipelines import EnvironmentCreate, PipelineCreate
+from labfleet.schemas.environments import EnvironmentCreate
+from labfleet.schemas.pipelines import PipelineCreate
 from labfleet.schemas.reservations import ReservationCreate
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
-from labfleet.db.models.pipelines import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
+from labfleet.db.models.environments import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.leases import LeaseKeeper, Renewal, worker_name
 from labfleet.services.environments import service as environments

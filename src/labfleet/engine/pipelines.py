@@ -27,10 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from labfleet.db.base import utcnow
 from labfleet.db.models import Pipeline, PipelineStage, TestResult
 from labfleet.db.models.builds import SUCCEEDED as BUILD_SUCCEEDED
+from labfleet.db.models.environments import ENV_HOLDING, ENV_READY
 from labfleet.db.models.pipelines import (
     CANCELLED,
-    ENV_HOLDING,
-    ENV_READY,
     FAILED,
     PASSED,
     PENDING,
@@ -40,7 +39,8 @@ from labfleet.db.models.pipelines import (
 from labfleet.errors import DeviceError, Invalid, LabfleetError, Unavailable
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.schemas.pipelines import EnvironmentCreate, TestCase
+from labfleet.schemas.environments import EnvironmentCreate
+from labfleet.schemas.pipelines import TestCase
 from labfleet.services.builds import logs as build_logs
 from labfleet.services.builds import service as builds
 from labfleet.services.builds.logs import JobLog

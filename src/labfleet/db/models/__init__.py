@@ -7,9 +7,10 @@ from labfleet.db.models.audit import AuditEntry
 from labfleet.db.models.boards import Board, BoardHealth, BoardLabel, BoardPeripheral
 from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Toolchain
 from labfleet.db.models.builds import BuildJob, BuildLogChunk
+from labfleet.db.models.environments import Environment
 from labfleet.db.models.flashing import FlashJob as FlashJob
 from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
-from labfleet.db.models.pipelines import Environment, Pipeline, PipelineLogChunk, PipelineStage, TestResult
+from labfleet.db.models.pipelines import Pipeline, PipelineLogChunk, PipelineStage, TestResult
 from labfleet.db.models.power import PowerAction
 from labfleet.db.models.statuses import (
     BoardStatusChoice,

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Environment, Host, Reservation, UtilizationSample
-from labfleet.db.models.pipelines import ENV_HOLDING
+from labfleet.db.models.environments import ENV_HOLDING
 from labfleet.db.repositories import health_checks
 from labfleet.db.repositories.health_checks import DECOMMISSIONED, DEGRADED, OFFLINE, ONLINE
 from labfleet.db.repositories.reservations import active

@@ -1,10 +1,10 @@
-"""Queries on pipelines, their stages, logs and test results, and on environments.
+"""Queries on pipelines, their stages, logs and test results.
 
-As with builds and flash jobs, a worker holds a pipeline (or a standalone environment)
-while the row names it in ``lease_owner`` with an unexpired ``lease_expires_at``; every
-change it makes is conditional on exactly that, so a worker that lost its lease changes
-nothing any more. A claim takes a queued row, or a running one whose lease expired (its
-process died): that is how work survives a restart.
+As with builds and flash jobs, a worker holds a pipeline while the row names it in
+``lease_owner`` with an unexpired ``lease_expires_at``; every change it makes is conditional
+on exactly that, so a worker that lost its lease changes nothing any more. A claim takes a
+queued row, or a running one whose lease expired (its process died): that is how work
+survives a restart.
 """
 
 from __future__ import annotations
@@ -15,17 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import Board, Environment, Host, Pipeline, PipelineLogChunk, PipelineStage, TestResult
-from labfleet.db.models.pipelines import (
-    CANCELLED,
-    ENV_HOLDING,
-    ENV_PENDING,
-    ENV_RELEASING,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-)
+from labfleet.db.models import Pipeline, PipelineLogChunk, PipelineStage, TestResult
+from labfleet.db.models.pipelines import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from labfleet.db.repositories import log_chunks
 
 _NO_SYNC = {"synchronize_session": False}
@@ -221,88 +212,3 @@ async def read_log(session: AsyncSession, *, job_id: int, offset: int, limit: in
         offset=offset,
         limit=limit,
     )
-
-
-# -- environments
-
-
-async def environment(session: AsyncSession, ident: int, *, refresh: bool = False) -> Environment | None:
-    return await session.get(Environment, ident, populate_existing=refresh)
-
-
-async def environments(
-    session: AsyncSession, *, filters: dict[str, Any], limit: int, offset: int
-) -> tuple[int, list[Environment]]:
-    where = [getattr(Environment, k) == v for k, v in filters.items() if v is not None]
-    count = await session.scalar(select(func.count()).select_from(Environment).where(*where))
-    rows = await session.scalars(
-        select(Environment).where(*where).order_by(Environment.id.desc()).limit(limit).offset(offset)
-    )
-    return int(count or 0), list(rows)
-
-
-async def console_ports_in_use(session: AsyncSession, host_id: int) -> set[int]:
-    stmt = select(Environment.console_port).where(
-        Environment.host_id == host_id,
-        Environment.status.in_(ENV_HOLDING),
-        Environment.console_port.is_not(None),
-    )
-    return {int(p) for p in await session.scalars(stmt) if p is not None}
-
-
-async def claim_environment(
-    session: AsyncSession, *, worker: str, lease_seconds: float, now: datetime
-) -> Environment | None:
-    """A standalone environment to provision (pending) or tear down (releasing), whose lease is
-    free or expired, now held by ``worker``."""
-    free = Environment.lease_owner.is_(None) | (Environment.lease_expires_at < now)
-    claimable = (
-        Environment.pipeline_id.is_(None)
-        & Environment.status.in_((ENV_PENDING, "provisioning", ENV_RELEASING))
-        & free
-    )
-    pick = select(Environment.id).where(claimable).order_by(Environment.id).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ident = (await session.execute(pick)).scalar_one_or_none()
-    if ident is None:
-        return None
-    stmt = (
-        update(Environment)
-        .where(Environment.id == ident, claimable)
-        .values(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Environment.id)
-        .execution_options(**_NO_SYNC)
-    )
-    if (await session.execute(stmt)).scalar_one_or_none() is None:
-        return None
-    return await environment(session, ident, refresh=True)
-
-
-async def beat_environment(
-    session: AsyncSession, *, env_id: int, worker: str, lease_seconds: float, now: datetime
-) -> bool:
-    stmt = (
-        update(Environment)
-        .where(Environment.id == env_id, Environment.lease_owner == worker)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Environment.id)
-        .execution_options(**_NO_SYNC)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
-
-
-async def expired_ready(session: AsyncSession, *, now: datetime) -> list[int]:
-    """Standalone environments past their expiry that still hold something."""
-    stmt = select(Environment.id).where(
-        Environment.pipeline_id.is_(None), Environment.status == "ready", Environment.expires_at < now
-    )
-    return list(await session.scalars(stmt))
-
-
-async def host_named(session: AsyncSession, name: str) -> Host | None:
-    return await session.scalar(select(Host).where(Host.hostname == name))
-
-
-async def board_named(session: AsyncSession, name: str) -> Board | None:
-    return await session.scalar(select(Board).where(Board.name == name))

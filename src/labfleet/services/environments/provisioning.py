@@ -33,11 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
 from labfleet.db.models import Artifact, Board, Environment, Host
+from labfleet.db.models.environments import ENV_PROVISIONING, ENV_READY, QEMU
 from labfleet.db.models.flashing import FINAL as FLASH_FINAL
 from labfleet.db.models.flashing import SUCCEEDED as FLASH_SUCCEEDED
-from labfleet.db.models.pipelines import ENV_PROVISIONING, ENV_READY, QEMU
 from labfleet.db.models.power import SUCCEEDED as POWER_SUCCEEDED
-from labfleet.db.repositories import pipelines as repo
+from labfleet.db.repositories import environments as repo
 from labfleet.errors import Corrupted, DeviceError, LabfleetError
 from labfleet.hw.console import ConsolePort, SerialConsole
 from labfleet.hw.libvirt import DomainSpec, LibvirtHost, domain_xml

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
 from labfleet.db.models import Artifact, Board, Environment, Host
-from labfleet.db.models.pipelines import (
+from labfleet.db.models.environments import (
     ENV_FAILED,
     ENV_HOLDING,
     ENV_PENDING,
@@ -25,12 +25,12 @@ from labfleet.db.models.pipelines import (
     ENV_RELEASING,
     QEMU,
 )
+from labfleet.db.repositories import environments as repo
 from labfleet.db.repositories import flashing as flash_repo
-from labfleet.db.repositories import pipelines as repo
 from labfleet.errors import Conflict, Invalid, NotFound
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
-from labfleet.schemas.pipelines import ArtifactChoice, EnvironmentCreate
+from labfleet.schemas.environments import ArtifactChoice, EnvironmentCreate
 from labfleet.schemas.reservations import AutoBoard, AutoHost, ReservationCreate
 from labfleet.services.artifacts import service as artifact_service
 from labfleet.services.core import audit
