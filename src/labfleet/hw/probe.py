@@ -193,3 +193,23 @@ async def probe_machine(
     """The facts of the machine behind ``runner``, with the disk of ``disk_path``, in one command."""
     result = await runner.run(f"sh -c {quote(_SCRIPT)} labfleet-probe {quote(disk_path)}", timeout=timeout)
     return parse_facts(result.stdout, disk_path=disk_path)
+
+
+LISTENING_TCP = "ss -Htln"
+"""Listening TCP sockets, no header: ``State Recv-Q Send-Q Local:Port Peer:Port``."""
+
+
+def parse_listening(ss_output: str) -> frozenset[int]:
+    """The local ports of ``ss -Htln`` lines (``0.0.0.0:22``, ``[::]:22``, ``*:80``)."""
+    ports = set()
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and (port := fields[3].rpartition(":")[2]).isdigit():
+            ports.add(int(port))
+    return frozenset(ports)
+
+
+async def listening_ports(runner: CommandRunner, *, timeout: float) -> frozenset[int]:
+    """The TCP ports something listens on, on the machine ``runner`` reaches; none if ``ss`` fails."""
+    result = await runner.run(LISTENING_TCP, timeout=timeout, check=False)
+    return parse_listening(result.stdout)

@@ -9,11 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-# The QEMU machine type (and CPU model, under TCG) labfleet uses when none is asked for.
-DEFAULT_MACHINE = {"x86_64": "pc", "arm64": "virt", "arm": "virt", "riscv64": "virt"}
-DEFAULT_CPU = {"x86_64": "qemu64", "arm64": "cortex-a57", "arm": "cortex-a15", "riscv64": None}
-# The serial console device of each architecture's default machine.
-CONSOLE_DEVICE = {"x86_64": "ttyS0", "arm64": "ttyAMA0", "arm": "ttyAMA0", "riscv64": "ttyS0"}
+from labfleet.hw.qemu import DEFAULT_MACHINE
 
 IMAGE_TYPES = ("initramfs", "rootfs", "firmware")
 """What a board can be flashed with, in order of preference."""

@@ -41,6 +41,8 @@ from labfleet.db.repositories import environments as repo
 from labfleet.errors import Corrupted, DeviceError, LabfleetError
 from labfleet.hw.console import ConsolePort, SerialConsole
 from labfleet.hw.libvirt import DomainSpec, LibvirtHost, domain_xml
+from labfleet.hw.probe import listening_ports
+from labfleet.hw.qemu import DEFAULT_CPU, kernel_cmdline
 from labfleet.hw.ssh import SshPool, SshRunner
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
@@ -52,8 +54,6 @@ from labfleet.services.artifacts.service import Store
 from labfleet.services.core.events import EventBus
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.compatibility import (
-    CONSOLE_DEVICE,
-    DEFAULT_CPU,
     IMAGE_TYPES,
     machine_for,
 )
@@ -260,15 +260,9 @@ class Provisioner:
             boot = request.get("boot") or {}
             machine = machine_for(arch, (request.get("requirements") or {}).get("machine"))
             assert machine is not None
-            cmdline = str(boot.get("cmdline") or "")
-            if "console=" not in cmdline and arch in CONSOLE_DEVICE:
-                cmdline = f"console={CONSOLE_DEVICE[arch]} {cmdline}".strip()
             root = placed.get("initramfs")
-            disks = []
-            if root is None and "rootfs" in placed:
-                disks = [placed["rootfs"]]
-                if "root=" not in cmdline:
-                    cmdline += " root=/dev/vda rw"
+            disks = [placed["rootfs"]] if root is None and "rootfs" in placed else []
+            cmdline = kernel_cmdline(arch, str(boot.get("cmdline") or ""), root_disk=bool(disks))
             spec = DomainSpec(
                 name=vm.domain,
                 architecture=arch,
@@ -304,17 +298,12 @@ class Provisioner:
     async def _port_free_on_host(self, vm: _Vm, runner: SshRunner, say: Say) -> _Vm:
         """The console port, moved if something on the host listens on it already (another
         labfleet sharing the host, or anything else): ports are only known free per database."""
-        listening = await runner.run("ss -Htln", timeout=30, check=False)
-        taken = set()
-        for line in listening.stdout.splitlines():
-            fields = line.split()
-            if len(fields) >= 4 and fields[3].rpartition(":")[2].isdigit():
-                taken.add(int(fields[3].rpartition(":")[2]))
+        taken = await listening_ports(runner, timeout=30)
         if vm.console_port not in taken:
             return vm
         async with self.sessions() as session:
             env = await self._env(session, vm.env_id)
-            free = await self._free_port(session, vm.host_id, vm.hostname, taken=frozenset(taken))
+            free = await self._free_port(session, vm.host_id, vm.hostname, taken=taken)
             env.console_port = free
             env.console_url = f"socket://{vm.address}:{free}"
             await session.commit()
