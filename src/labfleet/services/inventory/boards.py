@@ -159,7 +159,14 @@ async def update(
         _sync_peripherals(board, data.peripherals)
     if data.labels is not None:
         inventory.sync_labels(board, BOARDS, data.labels)
-    return await inventory.save_changes(BOARDS, session=session, actor=actor, obj=board, before=before)
+    return await inventory.save_changes(
+        BOARDS,
+        session=session,
+        actor=actor,
+        obj=board,
+        before=before,
+        replaced=credentials.replaced(ssh=data.ssh, power=data.power, flash=data.flash),
+    )
 
 
 async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:

@@ -104,7 +104,12 @@ async def update(
     if data.labels is not None:
         inventory.sync_labels(server, BUILD_SERVERS, data.labels)
     return await inventory.save_changes(
-        BUILD_SERVERS, session=session, actor=actor, obj=server, before=before
+        BUILD_SERVERS,
+        session=session,
+        actor=actor,
+        obj=server,
+        before=before,
+        replaced=credentials.replaced(ssh=data.ssh),
     )
 
 

@@ -131,13 +131,25 @@ async def save_new(coll: Collection[M], *, session: AsyncSession, actor: Actor, 
 
 
 async def save_changes(
-    coll: Collection[M], *, session: AsyncSession, actor: Actor, obj: M, before: dict[str, Any]
+    coll: Collection[M],
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    obj: M,
+    before: dict[str, Any],
+    replaced: Sequence[str] = (),
 ) -> M:
+    """Flush and audit the change; ``replaced``: the credentials (``ssh``, ``power``, ``flash``)
+    the update sent, which replace the stored ones."""
     await _flush(coll, session)
     ident: int = obj.id  # type: ignore[attr-defined]
     await session.refresh(obj, attribute_names=coll.refreshed)
     saved = obj
     after = coll.snapshot(saved)
+    if replaced:
+        # A snapshot only says whether credentials are set, so replacing them would look like
+        # no change at all: they are named here, never their values.
+        after["credentials_replaced"] = list(replaced)
     if after != before:
         await audit.record(
             session=session,

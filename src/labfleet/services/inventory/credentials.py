@@ -39,6 +39,16 @@ def update_ssh(box: SecretBox, machine: Any, ssh: SshUpdate) -> None:
     machine.ssh_secret = reseal(box, machine.ssh_secret, private_key=ssh.private_key, password=ssh.password)
 
 
+def replaced(**parts: Any) -> list[str]:
+    """The parts of an update (``ssh=``, ``power=``, ``flash=``) whose credentials it replaces:
+    those that carry a password, a key or a secret."""
+    return sorted(
+        name
+        for name, part in parts.items()
+        if any(getattr(part, field, None) is not None for field in ("password", "private_key", "secret"))
+    )
+
+
 def ssh_target(box: SecretBox, machine: Any, *, address: str | None = None) -> SshTarget:
     """How to log in to a stored machine: its sealed credentials opened, its host key pinned."""
     secret: dict[str, Any] = box.open(machine.ssh_secret) if machine.ssh_secret else {}

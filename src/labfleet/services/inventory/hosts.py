@@ -103,7 +103,14 @@ async def update(
         credentials.update_ssh(secrets, host, data.ssh)
     if data.labels is not None:
         inventory.sync_labels(host, HOSTS, data.labels)
-    return await inventory.save_changes(HOSTS, session=session, actor=actor, obj=host, before=before)
+    return await inventory.save_changes(
+        HOSTS,
+        session=session,
+        actor=actor,
+        obj=host,
+        before=before,
+        replaced=credentials.replaced(ssh=data.ssh),
+    )
 
 
 async def remove(*, session: AsyncSession, actor: Actor, ident: int) -> None:

@@ -58,6 +58,7 @@ from labfleet.hw.power import PowerProtocol, PowerState
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.power import PowerCycleIn
+from labfleet.services.core import audit
 from labfleet.services.core.device_locks import device_lock
 from labfleet.services.core.events import EventBus
 from labfleet.services.inventory import boards
@@ -68,6 +69,7 @@ from labfleet.services.power.cycle import CyclePlan, CycleResult, Sleep, Step, r
 log = logging.getLogger(__name__)
 
 RESOURCE_KIND = board_records.RESOURCE_KIND
+OBJECT_TYPE = "power-action"
 BOOT_FAILED = "boot-failed"
 POWER_CONTROLLER = "power-controller"
 BOOT_PATTERN_LABEL = "boot-pattern"
@@ -377,6 +379,24 @@ async def _begin(
             else "another power action"
         )
         raise Conflict(f"board {board.name} is busy: {doing} is running; try again when it has finished")
+    if action != STATE:
+        # A read changes nothing. A switch or a cycle is audited as it is asked, committed with
+        # its running row before the device is touched, so it is on record however it ends.
+        await audit.record(
+            session=session,
+            actor=actor,
+            action=f"power-{action}",
+            object_type=OBJECT_TYPE,
+            object_id=row.id,
+            display=f"power {action} #{row.id} of board {board.name}",
+            after={
+                "board_id": row.board_id,
+                "action": row.action,
+                "status": row.status,
+                "max_attempts": row.max_attempts,
+                "detail": row.detail,
+            },
+        )
     await session.commit()
     return row
 
