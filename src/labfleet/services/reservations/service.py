@@ -297,18 +297,7 @@ async def release(
     now = utcnow()
     if not await repo.release(session, ident=ident, now=now, reason=reason or f"released by {actor.name}"):
         raise Conflict(f"reservation #{ident} was already released ({r.release_reason})")
-    r = await get(session=session, ident=ident)
-    await audit.record(
-        session=session,
-        actor=actor,
-        action="release",
-        object_type=OBJECT_TYPE,
-        object_id=r.id,
-        display=display(r),
-        before=before,
-        after=snapshot(r),
-    )
-    return r
+    return await _audited(session, ident, "release", before, actor=actor)
 
 
 async def release_for(*, session: AsyncSession, ident: int, reason: str, now: datetime | None = None) -> bool:
@@ -320,7 +309,7 @@ async def release_for(*, session: AsyncSession, ident: int, reason: str, now: da
     before = snapshot(r)
     if not await repo.release(session, ident=ident, now=now or utcnow(), reason=reason):
         return False
-    await _audit_release(session, ident, "release", before)
+    await _audited(session, ident, "release", before)
     return True
 
 
@@ -334,18 +323,7 @@ async def extend(*, session: AsyncSession, actor: Actor, ident: int, expires_in_
     if not await repo.extend(session, ident=ident, now=now, expires_at=now + timedelta(seconds=expires_in_s)):
         state = "released" if r.released_at else "expired"
         raise Conflict(f"reservation #{ident} has {state}; make a new one")
-    r = await get(session=session, ident=ident)
-    await audit.record(
-        session=session,
-        actor=actor,
-        action="extend",
-        object_type=OBJECT_TYPE,
-        object_id=r.id,
-        display=display(r),
-        before=before,
-        after=snapshot(r),
-    )
-    return r
+    return await _audited(session, ident, "extend", before, actor=actor)
 
 
 async def expire_due(
@@ -361,15 +339,18 @@ async def expire_due(
         await repo.release_expired(session, now=now or utcnow(), host_id=host_id, board_id=board_id)
     )
     for ident in released:
-        await _audit_release(session, ident, "expire", {"released_at": None})
+        await _audited(session, ident, "expire", {"released_at": None})
     return released
 
 
-async def _audit_release(session: AsyncSession, ident: int, action: str, before: dict[str, Any]) -> None:
-    r = await get(session=session, ident=ident)  # read afresh: the release was a bulk UPDATE
+async def _audited(
+    session: AsyncSession, ident: int, action: str, before: dict[str, Any], *, actor: Actor = SYSTEM
+) -> Reservation:
+    """The reservation as the change left it, with its audit entry (labfleet's own by default)."""
+    r = await get(session=session, ident=ident)  # read afresh: the change was a bulk UPDATE
     await audit.record(
         session=session,
-        actor=SYSTEM,
+        actor=actor,
         action=action,
         object_type=OBJECT_TYPE,
         object_id=r.id,
@@ -377,6 +358,7 @@ async def _audit_release(session: AsyncSession, ident: int, action: str, before:
         before=before,
         after=snapshot(r),
     )
+    return r
 
 
 async def ensure_unreserved(
