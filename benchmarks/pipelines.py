@@ -68,6 +68,7 @@ from benchmarks.build_logs import Server, database, free_port
 from labfleet.lab import layout
 from labfleet.lab.paths import LabPaths
 from labfleet.lab.register import build_server_body, host_body
+from labfleet.schemas.enums import PipelineStatus
 
 ARCH = "x86_64"
 BOOT_PATTERN = r"labfleet-lab: .* booted"
@@ -79,7 +80,7 @@ TESTS = (
     ("hello", f"labfleet-hello | grep 'built for {ARCH}'"),
     ("proc", "test -r /proc/cmdline && cat /proc/cmdline"),
 )
-FINAL = ("succeeded", "failed", "cancelled")
+FINAL = (PipelineStatus.succeeded, PipelineStatus.failed, PipelineStatus.cancelled)
 VIRSH = ("virsh", "-q", "-c", layout.LOCAL_LIBVIRT_URI)
 HOST_DIR = "/var/lib/libvirt/images"
 
@@ -131,10 +132,10 @@ def run_pipeline(client: httpx.Client, poll_s: float, start: threading.Barrier |
     ident = r.json()["id"]
     while True:
         p = client.get(f"/api/v1/pipelines/{ident}").json()
-        if p["status"] in FINAL:
+        if p["status"]["value"] in FINAL:
             break
         time.sleep(poll_s)
-    run = Timed("pipeline", time.monotonic() - t0, p["status"], error=p["error"], ident=ident)
+    run = Timed("pipeline", time.monotonic() - t0, p["status"]["value"], error=p["error"], ident=ident)
     stages = {stage["name"]: stage for stage in p["stages"]}
     run.steps = {name: stage["duration_s"] or 0.0 for name, stage in stages.items()}
     deploy = when(stages["deploy"]["started_at"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from labfleet.api.routes.statuses import WORK_STATUSES
+from labfleet.schemas.common import StatusOut
+
 COLLECTIONS = ("build-servers", "hosts", "boards")
 EXPECTED = (
     {("get", f"/api/v1/{c}") for c in COLLECTIONS}
@@ -82,9 +85,13 @@ async def test_openapi_lists_every_route_with_auth_and_problems(
     assert "HTTPValidationError" not in r.text
 
 
-async def test_statuses_come_from_the_status_tables(client: httpx.AsyncClient) -> None:
+async def test_statuses_come_from_the_status_tables_and_the_work_status_enums(
+    client: httpx.AsyncClient,
+) -> None:
     body = (await client.get("/api/v1/statuses")).json()
-    assert set(body) == {"build_server", "host", "board", "build_job"}
+    assert set(body) == {"build_server", "host", "board", "build_job", *WORK_STATUSES}
+    for kind, enum in WORK_STATUSES.items():
+        assert body[kind] == [StatusOut.of(s).model_dump() for s in enum]
     assert [s["value"] for s in body["build_job"]] == [
         "queued",
         "running",

@@ -118,8 +118,8 @@ async def test_a_pipeline_is_queued_with_four_pending_stages_and_listed(
     assert r.status_code == 201, r.text
     p = r.json()
     assert r.headers["location"] == p["url"]
-    assert p["status"] == "queued"
-    assert [(s["name"], s["status"], s["attempt"]) for s in p["stages"]] == [
+    assert p["status"] == {"value": "queued", "label": "Queued", "colour": "grey"}
+    assert [(s["name"], s["status"]["value"], s["attempt"]) for s in p["stages"]] == [
         ("build", "pending", 0),
         ("deploy", "pending", 0),
         ("boot", "pending", 0),
@@ -142,8 +142,8 @@ async def test_cancel_of_a_queued_pipeline_skips_every_stage_and_retry_is_refuse
     r = await client.post(f"{p['url']}/cancel")
     assert r.status_code == 202
     body = r.json()
-    assert body["status"] == "cancelled"
-    assert {s["status"] for s in body["stages"]} == {"skipped"}
+    assert body["status"]["value"] == "cancelled"
+    assert {s["status"]["value"] for s in body["stages"]} == {"skipped"}
     assert "cancelled by t-admin before it started" in (await client.get(f"{p['url']}/logs")).json()["data"]
     again = await client.post(f"{p['url']}/cancel")
     assert again.status_code == 409
@@ -177,8 +177,8 @@ async def test_retry_resumes_from_the_failed_stage_and_keeps_the_earlier_results
     r = await client.post(f"{p['url']}/retry", json={"stage": "boot"})
     assert r.status_code == 202, r.text
     body = r.json()
-    assert body["status"] == "queued"
-    assert [(s["name"], s["status"]) for s in body["stages"]] == [
+    assert body["status"]["value"] == "queued"
+    assert [(s["name"], s["status"]["value"]) for s in body["stages"]] == [
         ("build", "succeeded"),
         ("deploy", "succeeded"),
         ("boot", "pending"),
@@ -352,7 +352,7 @@ async def test_an_environment_reserves_the_chosen_host_and_release_frees_it(
     r = await client.post("/api/v1/environments", json=env(build_id), params={"explain": "true"})
     assert r.status_code == 201, r.text
     e = r.json()
-    assert (e["status"], e["host_id"], e["host"], e["target"]) == ("pending", big, "kvm-big", "auto")
+    assert (e["status"]["value"], e["host_id"], e["host"], e["target"]) == ("pending", big, "kvm-big", "auto")
     assert set(e["artifacts"]) >= {"kernel", "initramfs"}
     assert e["decision"]["chosen_id"] == big
     held = await session.get(Reservation, e["reservation_id"])
@@ -368,7 +368,7 @@ async def test_an_environment_reserves_the_chosen_host_and_release_frees_it(
 
     released = await client.post(f"{e['url']}/release")
     assert released.status_code == 202
-    assert released.json()["status"] == "releasing"  # the worker tears it down
+    assert released.json()["status"]["value"] == "releasing"  # the worker tears it down
     assert (await client.post(f"{e['url']}/release")).status_code == 409
 
 

@@ -31,6 +31,14 @@ from typer.testing import CliRunner
 
 from labfleet.cli.main import app
 from labfleet.cli.pipeline_view import PlanError, Progress, exit_code, load_plan, plan_body, report
+from labfleet.schemas.common import StatusOut
+from labfleet.schemas.enums import (
+    EnvironmentStatus,
+    PipelineStatus,
+    StageStatus,
+    TestResultStatus,
+    WorkStatus,
+)
 from tests.cli.test_cli_against_server import free_port
 
 REPO = "https://git.example.org/linux.git"
@@ -336,10 +344,15 @@ def test_log_pieces_are_taken_by_byte_offset_once_each() -> None:
 # -- the report
 
 
+def shown(status: WorkStatus) -> dict[str, Any]:
+    """A status as the API shows it (StatusOut)."""
+    return StatusOut.of(status).model_dump()
+
+
 def pipeline(
     status: str, stages: list[dict[str, Any]], tests: list[dict[str, Any]], error: str | None = None
 ) -> dict[str, Any]:
-    """A pipeline as the API shows it (PipelineOut)."""
+    """A pipeline as the API shows it (PipelineOut); its stages and tests as events give them."""
     for s in stages:
         start, end = s["started_at"], s["finished_at"]
         s.setdefault("position", ["build", "deploy", "boot", "test"].index(s["name"]))
@@ -358,7 +371,7 @@ def pipeline(
         "architecture": "x86_64",
         "environment_type": "qemu",
         "target": "auto",
-        "status": status,
+        "status": shown(PipelineStatus(status)),
         "submitted_by": "alice",
         "team": None,
         "build_job_id": 4,
@@ -370,7 +383,7 @@ def pipeline(
         "cancel_requested_at": None,
         "log_size": len(FULL),
         "logs_url": "http://lab/api/v1/pipelines/7/logs",
-        "stages": stages,
+        "stages": [{**s, "status": shown(StageStatus(s["status"]))} for s in stages],
         "tests": [
             {
                 "command": "x",
@@ -380,6 +393,7 @@ def pipeline(
                 "finished_at": T0,
                 "duration_s": 0.2,
                 **t,
+                "status": shown(TestResultStatus(t["status"])),
             }
             for t in tests
         ],
@@ -754,7 +768,8 @@ def environment(status: str, **extra: Any) -> dict[str, Any]:
     """An environment as the API shows it (EnvironmentOut)."""
     return {
         "id": 3, "url": "http://lab/api/v1/environments/3", "display": "environment 3", "kind": "qemu",
-        "status": status, "owner": "alice", "team": None, "purpose": "debug", "architecture": "x86_64",
+        "status": shown(EnvironmentStatus(status)), "owner": "alice", "team": None, "purpose": "debug",
+        "architecture": "x86_64",
         "target": "auto", "host_id": 2, "host": "qemu1.lab", "board_id": None, "board": None,
         "reservation_id": 5, "pipeline_id": None, "build_job_id": 4, "artifacts": {"kernel": 12},
         "vcpus": 2, "memory_mb": 512, "domain_name": None, "console_url": None, "warnings": [],

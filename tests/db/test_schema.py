@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import pytest
 from sqlalchemy import inspect, select, text
@@ -10,9 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from labfleet.db import migrate
-from labfleet.db.base import Base
+from labfleet.db.base import Base, StatusChoice
 from labfleet.db.engine import create_engine
-from labfleet.db.models import Alert, Board, BoardStatusChoice, Reservation
+from labfleet.db.models import (
+    Alert,
+    Board,
+    BoardStatusChoice,
+    BuildJobStatusChoice,
+    BuildServerStatusChoice,
+    HostStatusChoice,
+    Reservation,
+)
+from labfleet.schemas.enums import BoardStatus, BuildJobStatus, ServerStatus, WorkStatus
 
 
 def _board(n: int) -> Board:
@@ -61,6 +71,26 @@ async def test_status_must_be_a_known_value(session: AsyncSession) -> None:
 async def test_status_tables_are_seeded(session: AsyncSession) -> None:
     values = list(await session.scalars(select(BoardStatusChoice.value).order_by(BoardStatusChoice.position)))
     assert values == ["online", "degraded", "offline", "maintenance", "flashing", "failed", "decommissioned"]
+
+
+@pytest.mark.parametrize(
+    ("table", "enum"),
+    [
+        (BuildServerStatusChoice, ServerStatus),
+        (HostStatusChoice, ServerStatus),
+        (BoardStatusChoice, BoardStatus),
+        (BuildJobStatusChoice, BuildJobStatus),
+    ],
+)
+async def test_each_status_table_has_the_rows_of_its_enum(
+    session: AsyncSession, table: type[StatusChoice], enum: type[StrEnum]
+) -> None:
+    rows = (
+        await session.execute(select(table.value, table.label, table.colour).order_by(table.position))
+    ).all()
+    assert [value for value, _, _ in rows] == [s.value for s in enum]
+    if issubclass(enum, WorkStatus):  # its label and colour are written in the enum too
+        assert [tuple(r) for r in rows] == [(s.value, s.label, s.colour) for s in enum]
 
 
 async def test_a_board_has_at_most_one_active_reservation(session: AsyncSession) -> None:

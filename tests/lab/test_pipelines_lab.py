@@ -70,7 +70,7 @@ def failing(plan: Path, tmp_path: Path) -> Path:
 
 def assert_nothing_left(server: Server, token: str) -> None:
     envs = shown(server, token, "envs", "list")
-    assert {e["status"] for e in envs["items"]} <= {"released", "failed"}, envs
+    assert {e["status"]["value"] for e in envs["items"]} <= {"released", "failed"}, envs
     reservations = shown(server, token, "reservations", "list")
     assert reservations["count"] == 0, reservations
     domains = subprocess.run(
@@ -94,10 +94,10 @@ def test_x86_64_on_the_libvirt_host_then_a_failing_test(
     assert "labfleet-hello: built for x86_64 from" in out  # the console, streamed into the log
     pipelines = shown(server, token, "pipelines", "list")
     first = pipelines["items"][0]
-    assert first["status"] == "succeeded"
-    assert [s["status"] for s in first["stages"]] == ["succeeded"] * 4
+    assert first["status"]["value"] == "succeeded"
+    assert [s["status"]["value"] for s in first["stages"]] == ["succeeded"] * 4
     assert first["stages"][1]["resources"]["host"] == "lab-kvm"
-    assert [(t["name"], t["status"]) for t in first["tests"]] == [
+    assert [(t["name"], t["status"]["value"]) for t in first["tests"]] == [
         ("architecture", "passed"),
         ("hello-runs", "passed"),
         ("built-from-a-commit", "passed"),
@@ -110,9 +110,9 @@ def test_x86_64_on_the_libvirt_host_then_a_failing_test(
     assert "deliberately-failing" in out
     second = shown(server, token, "pipelines", "list")["items"][0]
     assert second["id"] != first["id"]
-    assert second["status"] == "failed"
+    assert second["status"]["value"] == "failed"
     assert second["error"] == "stage test failed: 1 of 5 test(s) failed: deliberately-failing"
-    assert {t["name"]: t["status"] for t in second["tests"]} == {
+    assert {t["name"]: t["status"]["value"] for t in second["tests"]} == {
         "architecture": "passed",
         "hello-runs": "passed",
         "built-from-a-commit": "passed",
@@ -134,7 +134,8 @@ def test_x86_64_on_the_libvirt_host_then_a_failing_test(
     )  # fmt: skip
     assert code == 0, out
     env = json.loads(out)
-    assert (env["status"], env["host"], env["build_job_id"]) == ("ready", "lab-kvm", second["build_job_id"])
+    ready = (env["status"]["value"], env["host"], env["build_job_id"])
+    assert ready == ("ready", "lab-kvm", second["build_job_id"])
     assert [s["step"] for s in env["steps"]][:3] == ["transfer", "define", "boot"]
     domains = subprocess.run(
         ["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True, check=True
@@ -143,7 +144,7 @@ def test_x86_64_on_the_libvirt_host_then_a_failing_test(
     code, out = cli(server, "envs", "release", str(env["id"]), token=token)
     assert code == 0, out
     deadline = time.monotonic() + 60
-    while shown(server, token, "envs", "show", str(env["id"]))["status"] != "released":
+    while shown(server, token, "envs", "show", str(env["id"]))["status"]["value"] != "released":
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert_nothing_left(server, token)
@@ -167,9 +168,9 @@ def test_arm64_on_a_pdudaemon_powered_board(
     code, out = run(server, token, lab, "arm64", "board", PLANS / "board.toml")
     assert code == 0, out
     p = shown(server, token, "pipelines", "list")["items"][0]
-    assert p["status"] == "succeeded", p["error"]
+    assert p["status"]["value"] == "succeeded", p["error"]
     assert p["stages"][1]["resources"]["board"] == "lab-arm64"
-    assert {t["status"] for t in p["tests"]} == {"passed"}
+    assert {t["status"]["value"] for t in p["tests"]} == {"passed"}
     assert len(p["tests"]) == 4
     assert_nothing_left(server, token)
 
@@ -205,7 +206,7 @@ def test_a_serve_killed_mid_boot_holds_nothing_once_the_next_one_takes_over(
         deadline = time.monotonic() + 120
         while True:
             p = shown(first, token, "pipelines", "show", str(ident))
-            if p["stages"][2]["status"] == "running" and "domain" in p["stages"][2]["resources"]:
+            if p["stages"][2]["status"]["value"] == "running" and "domain" in p["stages"][2]["resources"]:
                 break
             assert time.monotonic() < deadline, p
             time.sleep(0.5)
@@ -221,11 +222,11 @@ def test_a_serve_killed_mid_boot_holds_nothing_once_the_next_one_takes_over(
     second.env |= env
     with second:
         deadline = time.monotonic() + 90
-        while (p := shown(second, token, "pipelines", "show", str(ident)))["status"] == "running":
+        while (p := shown(second, token, "pipelines", "show", str(ident)))["status"]["value"] == "running":
             assert time.monotonic() < deadline, p
             time.sleep(0.5)
-        assert p["status"] == "failed"
-        assert [s["status"] for s in p["stages"]] == ["succeeded", "succeeded", "failed", "skipped"]
+        assert p["status"]["value"] == "failed"
+        assert [s["status"]["value"] for s in p["stages"]] == ["succeeded", "succeeded", "failed", "skipped"]
         assert p["stages"][2]["error"].startswith("interrupted: the labfleet process running it")
         assert_nothing_left(second, token)
         code, log = cli(second, "pipelines", "logs", str(ident), token=token)

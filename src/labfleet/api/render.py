@@ -12,6 +12,7 @@ from labfleet.schemas.boards import BoardHealthOut, BoardOut, BoardSshOut, Wirin
 from labfleet.schemas.build_servers import BuildServerOut, ToolchainOut
 from labfleet.schemas.builds import BuildJobOut
 from labfleet.schemas.common import StatusOut
+from labfleet.schemas.enums import BuildJobStatus
 from labfleet.schemas.hosts import HostOut
 from labfleet.schemas.reservations import ReservationOut
 from labfleet.schemas.ssh import SshOut
@@ -194,7 +195,7 @@ def build_job(
         build_server_id=j.build_server_id,
         build_server=servers.get(j.build_server_id) if j.build_server_id is not None else None,
         priority=j.priority,
-        status=_status(j.status_choice),
+        status=StatusOut.of(BuildJobStatus(j.status)),
         attempt=j.attempt,
         retry_of_id=j.retry_of_id,
         submitted_by=j.submitted_by,

@@ -8,13 +8,15 @@ from typing import Any
 from rich.markup import escape
 
 from labfleet.cli import output
+from labfleet.schemas.enums import BuildJobStatus
 
 PATH = "/build-jobs"
-ACTIVE = ("queued", "running")
+ACTIVE = (BuildJobStatus.queued, BuildJobStatus.running)
 
 
-def status_of(job: dict[str, Any]) -> str:
-    status = job.get("status")
+def status_of(item: dict[str, Any], default: Any = None) -> str:
+    """The status value of an item of the API (a StatusOut) or of an event (the value alone)."""
+    status = item.get("status", default)
     return str(status.get("value") if isinstance(status, dict) else status)
 
 

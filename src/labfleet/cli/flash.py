@@ -17,8 +17,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from labfleet.cli import output
 from labfleet.cli.client import Client, err
 from labfleet.cli.inventory import JsonFlag, client_of
+from labfleet.schemas.enums import FlashJobStatus
 
-FINAL = ("succeeded", "failed", "rolled_back")
+FINAL = (FlashJobStatus.succeeded, FlashJobStatus.failed, FlashJobStatus.rolled_back)
 _PHASES = {
     None: "queued",
     "stage": "staging the image",

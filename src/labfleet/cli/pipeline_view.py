@@ -23,12 +23,13 @@ from rich.table import Table
 from rich.text import Text
 
 from labfleet.cli.build_view import duration, human_size, parse_time, ref_of, status_of
+from labfleet.schemas.enums import EnvironmentStatus, PipelineStatus
 from labfleet.schemas.pipelines import STAGES, TestPlan
 
 PATH = "/pipelines"
 ENV_PATH = "/environments"
-FINAL = ("succeeded", "failed", "cancelled")
-ENV_SETTLED = ("ready", "failed", "released")
+FINAL = (PipelineStatus.succeeded, PipelineStatus.failed, PipelineStatus.cancelled)
+ENV_SETTLED = (EnvironmentStatus.ready, EnvironmentStatus.failed, EnvironmentStatus.released)
 """An environment in these changes no more by itself (``--wait`` stops there)."""
 
 _STYLE = {
@@ -167,7 +168,7 @@ class StageState:
     resources: dict[str, Any] = field(default_factory=dict)
 
     def update(self, data: dict[str, Any]) -> None:
-        self.status = str(data.get("status", self.status))
+        self.status = status_of(data, self.status)
         self.attempt = int(data.get("attempt") or self.attempt)
         self.started_at = parse_time(data.get("started_at"))
         self.finished_at = parse_time(data.get("finished_at"))
@@ -201,7 +202,7 @@ class TestState:
         exit_status = data.get("exit_status")
         return cls(
             name=str(data.get("name")),
-            status=str(data.get("status")),
+            status=status_of(data),
             exit_status=int(exit_status) if isinstance(exit_status, int) else None,
             duration_s=float(took) if isinstance(took, int | float) else None,
         )
@@ -281,7 +282,7 @@ class Progress:
 
     def update(self, snapshot: dict[str, Any]) -> list[str]:
         """A status event, or the pipeline as the API shows it: the lines saying what changed."""
-        status = str(snapshot.get("status", self.status))
+        status = status_of(snapshot, self.status)
         head = self._status_lines(status) if status != self.status or "pipeline" not in self._said else []
         self.status = status
         if "error" in snapshot:
@@ -383,7 +384,7 @@ def render(p: Progress) -> RenderableType:
 
 
 def failed_tests(pipeline: dict[str, Any]) -> list[str]:
-    return [str(t.get("name")) for t in pipeline.get("tests") or () if t.get("status") != "passed"]
+    return [str(t.get("name")) for t in pipeline.get("tests") or () if status_of(t) != "passed"]
 
 
 def report(pipeline: dict[str, Any]) -> list[Text]:
@@ -449,9 +450,7 @@ def _outcome(pipeline: dict[str, Any], status: str, passed: int, total: int) -> 
     if status == "succeeded":
         return Text(f"pipeline {ident} succeeded{in_time}: {passed} of {total} tests passed", style="green")
     if status not in FINAL:
-        stage = next(
-            (s.get("name") for s in pipeline.get("stages") or () if s.get("status") == "running"), None
-        )
+        stage = next((s.get("name") for s in pipeline.get("stages") or () if status_of(s) == "running"), None)
         return Text(f"pipeline {ident} {status}" + (f" (stage {stage})" if stage else ""), style="cyan")
     failing = failed_tests(pipeline)
     reasons = [str(pipeline.get("error"))] if pipeline.get("error") else []
@@ -473,10 +472,10 @@ def created_line(pipeline: dict[str, Any], verb: str = "created") -> str:
 def current_stage(pipeline: dict[str, Any]) -> str | None:
     """The stage running, or the last one that got anywhere."""
     stages = list(pipeline.get("stages") or ())
-    running = [s for s in stages if s.get("status") == "running"]
+    running = [s for s in stages if status_of(s) == "running"]
     if running:
         return str(running[0].get("name"))
-    reached = [s for s in stages if s.get("status") not in ("pending", "skipped")]
+    reached = [s for s in stages if status_of(s) not in ("pending", "skipped")]
     return str(reached[-1].get("name")) if reached else None
 
 
@@ -484,7 +483,7 @@ def tests_summary(pipeline: dict[str, Any]) -> str | None:
     results = list(pipeline.get("tests") or ())
     if not results:
         return None
-    passed = sum(t.get("status") == "passed" for t in results)
+    passed = sum(status_of(t) == "passed" for t in results)
     return f"{passed}/{len(results)} passed"
 
 

@@ -49,7 +49,8 @@ def utcnow() -> datetime:
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    # str() first: an enum member's repr is not its value.
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
 from labfleet.db.models import Pipeline, PipelineStage, TestResult
+from labfleet.db.models.builds import CANCELLED as BUILD_CANCELLED
+from labfleet.db.models.builds import FAILED as BUILD_FAILED
 from labfleet.db.models.builds import SUCCEEDED as BUILD_SUCCEEDED
 from labfleet.db.models.environments import ENV_HOLDING, ENV_READY
 from labfleet.db.models.pipelines import (
@@ -34,6 +36,7 @@ from labfleet.db.models.pipelines import (
     PASSED,
     PENDING,
     RUNNING,
+    SKIPPED,
     SUCCEEDED,
 )
 from labfleet.errors import DeviceError, Invalid, LabfleetError, Unavailable
@@ -381,7 +384,7 @@ class _Run:
                 if r.status == RUNNING:
                     r.status, r.error = FAILED, "internal error in labfleet (see its log)"
                 elif r.status == PENDING:
-                    r.status = "skipped"
+                    r.status = SKIPPED
             await pipelines.update_held(
                 session,
                 pipeline_id=self.id,
@@ -590,7 +593,7 @@ class _Run:
         if job_id is not None:
             async with self.w.sessions() as session:
                 job = await builds.get(session=session, ident=int(job_id), refresh=True)
-                if job.status in ("failed", "cancelled"):
+                if job.status in (BUILD_FAILED, BUILD_CANCELLED):
                     job_id = None  # a retry builds again
         if job_id is None:
             async with self.w.sessions() as session:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from labfleet.schemas.enums import ARCHITECTURE_ALIASES, Architecture
+from labfleet.schemas.enums import ARCHITECTURE_ALIASES, Architecture, WorkStatus
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?$")
@@ -91,6 +91,10 @@ class StatusOut(BaseModel):
     value: str
     label: str
     colour: str
+
+    @classmethod
+    def of(cls, status: WorkStatus) -> StatusOut:
+        return cls(value=status.value, label=status.label, colour=status.colour)
 
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from labfleet.schemas.boards import Peripherals
 from labfleet.schemas.builds import Branch, Commit, RepositoryUrl
-from labfleet.schemas.common import ArchitectureName, Labels, Slug, Strict
+from labfleet.schemas.common import ArchitectureName, Labels, Slug, StatusOut, Strict
 from labfleet.schemas.reservations import MAX_HOLD_S
 
 EnvironmentKind = Literal["qemu", "board"]
@@ -95,7 +95,7 @@ class EnvironmentOut(BaseModel):
     url: str
     display: str
     kind: str
-    status: str
+    status: StatusOut
     owner: str
     team: str | None
     purpose: str

@@ -9,15 +9,6 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from labfleet.schemas.common import StatusOut, Strict
 
-FLASH_JOB_STATUSES = {
-    "queued": StatusOut(value="queued", label="Queued", colour="grey"),
-    "running": StatusOut(value="running", label="Running", colour="blue"),
-    "succeeded": StatusOut(value="succeeded", label="Succeeded", colour="green"),
-    "failed": StatusOut(value="failed", label="Failed", colour="red"),
-    "rolled_back": StatusOut(value="rolled_back", label="Rolled back", colour="orange"),
-}
-FlashJobStatus = Literal["queued", "running", "succeeded", "failed", "rolled_back"]
-
 
 class FlashRequest(Strict):
     artifact_id: int = Field(ge=1, description="The artifact to write; its architecture must be the board's.")

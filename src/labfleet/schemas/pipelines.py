@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from labfleet.schemas.builds import ArtifactSpec, Branch, BuildCommand, Commit, MakeWord, RepositoryUrl
-from labfleet.schemas.common import ArchitectureName, Strict
+from labfleet.schemas.common import ArchitectureName, StatusOut, Strict
 from labfleet.schemas.environments import BootSpec, EnvironmentKind, Requirements, TargetName
 
 STAGES = ("build", "deploy", "boot", "test")
@@ -90,7 +90,7 @@ class TestResultOut(BaseModel):
 
     name: str
     command: str
-    status: str
+    status: StatusOut
     exit_status: int | None
     output: str
     attempt: int
@@ -102,7 +102,7 @@ class TestResultOut(BaseModel):
 class StageOut(BaseModel):
     name: str
     position: int
-    status: str
+    status: StatusOut
     attempt: int
     started_at: datetime | None
     finished_at: datetime | None
@@ -124,7 +124,7 @@ class PipelineOut(BaseModel):
     architecture: str
     environment_type: str
     target: str
-    status: str
+    status: StatusOut
     submitted_by: str
     team: str | None
     build_job_id: int | None

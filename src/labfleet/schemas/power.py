@@ -10,13 +10,6 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from labfleet.schemas.common import StatusOut, Strict
 
-# Status display of a power action (NetBox style: slug, label, colour).
-ACTION_STATUSES = {
-    "running": StatusOut(value="running", label="Running", colour="blue"),
-    "succeeded": StatusOut(value="succeeded", label="Succeeded", colour="green"),
-    "failed": StatusOut(value="failed", label="Failed", colour="red"),
-}
-
 
 def _regex(value: str) -> str:
     try:

@@ -15,6 +15,7 @@ from labfleet.db.models import BuildJob
 from labfleet.errors import Invalid
 from labfleet.schemas.builds import BuildJobCreate, BuildJobOut
 from labfleet.schemas.common import Page
+from labfleet.schemas.enums import BuildJobStatus
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.services.builds import service as builds
 from labfleet.services.core.events import EventBus
@@ -24,7 +25,7 @@ Ident = Annotated[int, Path(alias="id", description="The build job's id.")]
 Explain = Annotated[
     bool, Query(description="Include the placement decision: candidates, exclusions, scores.")
 ]
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(BuildJobStatus)
 
 
 def _policy(request: Request) -> builds.BuildPolicy:
@@ -45,7 +46,11 @@ async def _render(
     request: Request, session: AsyncSession, jobs: list[BuildJob], *, explain: bool = False
 ) -> list[BuildJobOut]:
     servers = await builds.server_names(session)
-    starts = await builds.estimated_starts(session=session) if any(j.status == "queued" for j in jobs) else {}
+    starts = (
+        await builds.estimated_starts(session=session)
+        if any(j.status == BuildJobStatus.queued for j in jobs)
+        else {}
+    )
     base = api_base(request)
     return [
         render.build_job(j, base, servers=servers, estimated_start=starts.get(j.id), explain=explain)

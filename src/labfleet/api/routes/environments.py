@@ -12,7 +12,8 @@ from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Environment
 from labfleet.errors import Unavailable
-from labfleet.schemas.common import Page
+from labfleet.schemas.common import Page, StatusOut
+from labfleet.schemas.enums import EnvironmentStatus
 from labfleet.schemas.environments import EnvironmentCreate, EnvironmentOut
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.services.environments import service as environments
@@ -32,7 +33,7 @@ async def render_environment(
         url=f"{base}/environments/{env.id}",
         display=environments.display(env),
         kind=env.kind,
-        status=env.status,
+        status=StatusOut.of(EnvironmentStatus(env.status)),
         owner=env.owner,
         team=env.team,
         purpose=env.purpose,

@@ -10,14 +10,9 @@ from labfleet.api.deps import Operator, OptionalBusDep, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Board, FlashJob
-from labfleet.schemas.common import Page
-from labfleet.schemas.flashing import (
-    FLASH_JOB_STATUSES,
-    FlashJobOut,
-    FlashJobStatus,
-    FlashProgressOut,
-    FlashRequest,
-)
+from labfleet.schemas.common import Page, StatusOut
+from labfleet.schemas.enums import FlashJobStatus
+from labfleet.schemas.flashing import FlashJobOut, FlashProgressOut, FlashRequest
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.services.flashing import service as flashing
 from labfleet.services.inventory import boards
@@ -45,7 +40,7 @@ def render(job: FlashJob, board: Board, base: str) -> FlashJobOut:
         board=board.name,
         artifact_id=job.artifact_id,
         artifact_sha256=job.artifact_sha256,
-        status=FLASH_JOB_STATUSES[job.status],
+        status=StatusOut.of(FlashJobStatus(job.status)),
         mode=cast(Literal["flash", "rollback"], job.mode),
         progress=FlashProgressOut(phase=job.phase, bytes_done=job.bytes_done, bytes_total=job.bytes_total),
         target_version=job.target_version,

@@ -11,7 +11,8 @@ from labfleet.api.deps import Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Pipeline
-from labfleet.schemas.common import Page
+from labfleet.schemas.common import Page, StatusOut
+from labfleet.schemas.enums import PipelineStatus, StageStatus, TestResultStatus
 from labfleet.schemas.pipelines import (
     PipelineCreate,
     PipelineLogOut,
@@ -46,7 +47,7 @@ async def render_pipeline(session: AsyncSession, p: Pipeline, base: str) -> Pipe
         architecture=p.architecture,
         environment_type=p.environment_type,
         target=str(p.spec.get("target", "auto")),
-        status=p.status,
+        status=StatusOut.of(PipelineStatus(p.status)),
         submitted_by=p.submitted_by,
         team=p.team,
         build_job_id=p.build_job_id,
@@ -62,7 +63,7 @@ async def render_pipeline(session: AsyncSession, p: Pipeline, base: str) -> Pipe
             StageOut(
                 name=s.name,
                 position=s.position,
-                status=s.status,
+                status=StatusOut.of(StageStatus(s.status)),
                 attempt=s.attempt,
                 started_at=s.started_at,
                 finished_at=s.finished_at,
@@ -80,7 +81,7 @@ async def render_pipeline(session: AsyncSession, p: Pipeline, base: str) -> Pipe
             TestResultOut(
                 name=r.name,
                 command=r.command,
-                status=r.status,
+                status=StatusOut.of(TestResultStatus(r.status)),
                 exit_status=r.exit_status,
                 output=r.output,
                 attempt=r.attempt,

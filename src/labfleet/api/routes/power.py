@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal, cast
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
@@ -11,8 +11,9 @@ from labfleet.api.deps import Operator, OptionalBusDep, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Board, PowerAction
-from labfleet.schemas.common import Page
-from labfleet.schemas.power import ACTION_STATUSES, ActionName, PowerActionOut, PowerCycleIn, PowerSet
+from labfleet.schemas.common import Page, StatusOut
+from labfleet.schemas.enums import PowerActionStatus
+from labfleet.schemas.power import ActionName, PowerActionOut, PowerCycleIn, PowerSet
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import boards
@@ -54,7 +55,7 @@ def render(action: PowerAction, board: Board, base: str) -> PowerActionOut:
         board_id=board.id,
         board=board.name,
         action=cast(ActionName, action.action),
-        status=ACTION_STATUSES[action.status],
+        status=StatusOut.of(PowerActionStatus(action.status)),
         requested_by=action.requested_by,
         team=action.team,
         started_at=action.started_at,
@@ -162,9 +163,7 @@ async def list_power_actions(
     _: Viewer,
     ident: Ident,
     action: Annotated[list[ActionName] | None, Query(description="Only these; repeatable.")] = None,
-    status: Annotated[
-        list[Literal["running", "succeeded", "failed"]] | None, Query(description="Only these; repeatable.")
-    ] = None,
+    status: Annotated[list[PowerActionStatus] | None, Query(description="Only these; repeatable.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[PowerActionOut]:

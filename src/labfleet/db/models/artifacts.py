@@ -7,14 +7,10 @@ from datetime import datetime
 from sqlalchemy import CHAR, BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from labfleet.db.base import Base, utcnow
+from labfleet.db.base import Base, one_of, utcnow
 
 ARTIFACT_TYPES = ("kernel", "initramfs", "rootfs", "dtb", "modules", "firmware", "other")
 HOLDER_KINDS = ("environment", "pipeline", "board", "flash-job")
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Artifact(Base):
@@ -37,7 +33,7 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint(_one_of("type", ARTIFACT_TYPES), name="type"),
+        CheckConstraint(one_of("type", ARTIFACT_TYPES), name="type"),
         UniqueConstraint("build_job_id", "name"),
         Index(None, "repository_url", "branch", "architecture", "created_at"),
         Index(None, "commit"),
@@ -58,7 +54,7 @@ class ArtifactReference(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint(_one_of("holder_kind", HOLDER_KINDS), name="holder_kind"),
+        CheckConstraint(one_of("holder_kind", HOLDER_KINDS), name="holder_kind"),
         UniqueConstraint("artifact_id", "holder_kind", "holder_id"),
         Index(None, "holder_kind", "holder_id"),
     )

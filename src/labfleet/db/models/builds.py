@@ -6,17 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, func
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from labfleet.db.base import Base, JSONType, utcnow
-from labfleet.db.models.statuses import BuildJobStatusChoice
+from labfleet.schemas.enums import BuildJobStatus
 
-# The seeded values of build_job_statuses that queries rely on.
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
+# What queries compare with; build_job_statuses holds the same values.
+QUEUED = BuildJobStatus.queued
+RUNNING = BuildJobStatus.running
+SUCCEEDED = BuildJobStatus.succeeded
+FAILED = BuildJobStatus.failed
+CANCELLED = BuildJobStatus.cancelled
 
 
 class BuildJob(Base):
@@ -64,8 +64,6 @@ class BuildJob(Base):
     # so that a later attempt can clean up after a worker that died mid-build.
     workspace: Mapped[str | None] = mapped_column(String(1024), default=None)
     remote_group: Mapped[str | None] = mapped_column(String(64), default=None)
-
-    status_choice: Mapped[BuildJobStatusChoice] = relationship(lazy="joined")
 
     __table_args__ = (
         # The order in which workers claim queued jobs: highest priority, then oldest.

@@ -14,14 +14,15 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from labfleet.db.base import Base, JSONType, one_of, utcnow
+from labfleet.schemas.enums import EnvironmentStatus
 
-ENV_PENDING = "pending"
-ENV_PROVISIONING = "provisioning"
-ENV_READY = "ready"
-ENV_FAILED = "failed"
-ENV_RELEASING = "releasing"
-ENV_RELEASED = "released"
-ENV_STATUSES = (ENV_PENDING, ENV_PROVISIONING, ENV_READY, ENV_FAILED, ENV_RELEASING, ENV_RELEASED)
+ENV_PENDING = EnvironmentStatus.pending
+ENV_PROVISIONING = EnvironmentStatus.provisioning
+ENV_READY = EnvironmentStatus.ready
+ENV_FAILED = EnvironmentStatus.failed
+ENV_RELEASING = EnvironmentStatus.releasing
+ENV_RELEASED = EnvironmentStatus.released
+ENV_STATUSES = tuple(EnvironmentStatus)
 ENV_HOLDING = (ENV_PENDING, ENV_PROVISIONING, ENV_READY, ENV_RELEASING)
 """An environment in these may hold a reservation and things on its target."""
 

@@ -18,24 +18,21 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from labfleet.db.base import Base, JSONType, utcnow
+from labfleet.db.base import Base, JSONType, one_of, utcnow
+from labfleet.schemas.enums import FlashJobStatus
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-ROLLED_BACK = "rolled_back"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, ROLLED_BACK)
+QUEUED = FlashJobStatus.queued
+RUNNING = FlashJobStatus.running
+SUCCEEDED = FlashJobStatus.succeeded
+FAILED = FlashJobStatus.failed
+ROLLED_BACK = FlashJobStatus.rolled_back
+STATUSES = tuple(FlashJobStatus)
 ACTIVE = (QUEUED, RUNNING)
 FINAL = (SUCCEEDED, FAILED, ROLLED_BACK)
 
 FLASH = "flash"
 ROLLBACK = "rollback"
 MODES = (FLASH, ROLLBACK)
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class FlashJob(Base):
@@ -75,8 +72,8 @@ class FlashJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
-        CheckConstraint(_one_of("status", STATUSES), name="status"),
-        CheckConstraint(_one_of("mode", MODES), name="mode"),
+        CheckConstraint(one_of("status", STATUSES), name="status"),
+        CheckConstraint(one_of("mode", MODES), name="mode"),
         Index("ix_flash_jobs_board_history", "board_id", "id"),
         Index("ix_flash_jobs_status_lease", "status", "lease_expires_at"),
         # The database's own guard: one unfinished flash job per board, across processes.
@@ -84,7 +81,7 @@ class FlashJob(Base):
             "uq_flash_jobs_active",
             "board_id",
             unique=True,
-            sqlite_where=text("status IN ('queued', 'running')"),
-            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text(one_of("status", ACTIVE)),
+            postgresql_where=text(one_of("status", ACTIVE)),
         ),
     )

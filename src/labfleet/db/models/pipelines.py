@@ -14,21 +14,24 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBina
 from sqlalchemy.orm import Mapped, mapped_column
 
 from labfleet.db.base import Base, JSONType, one_of, utcnow
+from labfleet.schemas.enums import PipelineStatus, StageStatus, TestResultStatus
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
-PIPELINE_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+# A pipeline's, a stage's and a test result's statuses share values (running, failed, ...):
+# the names below serve all three.
+QUEUED = PipelineStatus.queued
+RUNNING = PipelineStatus.running
+SUCCEEDED = PipelineStatus.succeeded
+FAILED = PipelineStatus.failed
+CANCELLED = PipelineStatus.cancelled
+PIPELINE_STATUSES = tuple(PipelineStatus)
 ACTIVE = (QUEUED, RUNNING)
 
-PENDING = "pending"
-SKIPPED = "skipped"
-STAGE_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELLED)
+PENDING = StageStatus.pending
+SKIPPED = StageStatus.skipped
+STAGE_STATUSES = tuple(StageStatus)
 
-PASSED = "passed"
-RESULT_STATUSES = (PASSED, FAILED)
+PASSED = TestResultStatus.passed
+RESULT_STATUSES = tuple(TestResultStatus)
 
 
 class Pipeline(Base):

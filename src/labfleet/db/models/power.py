@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from labfleet.db.base import Base, JSONType, utcnow
+from labfleet.db.base import Base, JSONType, one_of, utcnow
+from labfleet.schemas.enums import PowerActionStatus
 
 ON = "on"
 OFF = "off"
@@ -16,14 +17,10 @@ CYCLE = "cycle"
 STATE = "state"
 ACTIONS = (ON, OFF, CYCLE, STATE)
 
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-STATUSES = (RUNNING, SUCCEEDED, FAILED)
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+RUNNING = PowerActionStatus.running
+SUCCEEDED = PowerActionStatus.succeeded
+FAILED = PowerActionStatus.failed
+STATUSES = tuple(PowerActionStatus)
 
 
 class PowerAction(Base):
@@ -60,8 +57,8 @@ class PowerAction(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     __table_args__ = (
-        CheckConstraint(_one_of("action", ACTIONS), name="action"),
-        CheckConstraint(_one_of("status", STATUSES), name="status"),
+        CheckConstraint(one_of("action", ACTIONS), name="action"),
+        CheckConstraint(one_of("status", STATUSES), name="status"),
         # A board's history, newest first.
         Index("ix_power_actions_board_history", "board_id", "id"),
         # Finding running actions past their deadline.
@@ -71,7 +68,7 @@ class PowerAction(Base):
             "uq_power_actions_running",
             "board_id",
             unique=True,
-            sqlite_where=text("status = 'running'"),
-            postgresql_where=text("status = 'running'"),
+            sqlite_where=text(f"status = '{RUNNING}'"),
+            postgresql_where=text(f"status = '{RUNNING}'"),
         ),
     )

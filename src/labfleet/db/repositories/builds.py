@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import BuildJob, BuildLogChunk, BuildServer, BuildServerLabel, Toolchain
-from labfleet.db.models.builds import QUEUED, RUNNING, SUCCEEDED
+from labfleet.db.models.builds import CANCELLED, QUEUED, RUNNING, SUCCEEDED
 from labfleet.db.repositories import log_chunks
 
 _NO_SYNC = {"synchronize_session": False}
@@ -141,7 +141,7 @@ async def cancel_queued(session: AsyncSession, *, job_id: int, reason: str, now:
     stmt = (
         update(BuildJob)
         .where(BuildJob.id == job_id, BuildJob.status == QUEUED)
-        .values(status="cancelled", finished_at=now, failure_reason=reason)
+        .values(status=CANCELLED, finished_at=now, failure_reason=reason)
         .returning(BuildJob.id)
         .execution_options(**_NO_SYNC)
     )

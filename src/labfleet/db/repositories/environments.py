@@ -14,7 +14,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Board, Environment, Host
-from labfleet.db.models.environments import ENV_HOLDING, ENV_PENDING, ENV_RELEASING
+from labfleet.db.models.environments import (
+    ENV_HOLDING,
+    ENV_PENDING,
+    ENV_PROVISIONING,
+    ENV_READY,
+    ENV_RELEASING,
+)
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -51,7 +57,7 @@ async def claim_environment(
     free = Environment.lease_owner.is_(None) | (Environment.lease_expires_at < now)
     claimable = (
         Environment.pipeline_id.is_(None)
-        & Environment.status.in_((ENV_PENDING, "provisioning", ENV_RELEASING))
+        & Environment.status.in_((ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING))
         & free
     )
     pick = select(Environment.id).where(claimable).order_by(Environment.id).limit(1)
@@ -88,7 +94,7 @@ async def beat_environment(
 async def expired_ready(session: AsyncSession, *, now: datetime) -> list[int]:
     """Standalone environments past their expiry that still hold something."""
     stmt = select(Environment.id).where(
-        Environment.pipeline_id.is_(None), Environment.status == "ready", Environment.expires_at < now
+        Environment.pipeline_id.is_(None), Environment.status == ENV_READY, Environment.expires_at < now
     )
     return list(await session.scalars(stmt))
 

@@ -175,7 +175,6 @@ async def submit(
 async def _save(session: AsyncSession, actor: Actor, job: BuildJob, *, action: str) -> BuildJob:
     session.add(job)
     await session.flush()
-    await session.refresh(job, ["status_choice"])
     await audit.record(
         session=session,
         actor=actor,

@@ -1,4 +1,4 @@
-"""Status choices (value, label, colour) of every collection."""
+"""Status choices (value, label, colour) of the collections that have a status table."""
 
 from __future__ import annotations
 
