@@ -13,11 +13,9 @@ from typing import Any
 
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.engine.environments import EnvironmentWorker
-from labfleet.hw.ssh import SshPool
 from labfleet.secretbox import SecretBox
 from labfleet.services.core.events import EventBus
-from labfleet.storage import LocalStore
-from tests.engine.test_pipeline_worker import Script, ScriptedProvisioner
+from tests.engine.test_pipeline_worker import Script, scripted
 
 
 class Recorded(list[str]):
@@ -45,22 +43,20 @@ async def _work(url: str, name: str, key: bytes, record: Path, stop: Path, deplo
         removed=Recorded(record, "removed"),
     )
     try:
-        async with SshPool() as pool:
-            store = LocalStore(record.parent / f"{name}-store")
-            provisioner = ScriptedProvisioner.scripted(script, sessions, bus, store, SecretBox(key), pool)
-            worker = EnvironmentWorker(
-                sessions=sessions,
-                bus=bus,
-                provisioner=provisioner,
-                lease_seconds=3.0,
-                poll_seconds=0.2,
-                name=name,
-            )
-            task = asyncio.create_task(worker.run())
-            record.with_suffix(".ready").touch()
-            await asyncio.to_thread(wait_for, stop, 600.0)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        provisioner = scripted(script, sessions, bus, SecretBox(key))
+        worker = EnvironmentWorker(
+            sessions=sessions,
+            bus=bus,
+            provisioner=provisioner,
+            lease_seconds=3.0,
+            poll_seconds=0.2,
+            name=name,
+        )
+        task = asyncio.create_task(worker.run())
+        record.with_suffix(".ready").touch()
+        await asyncio.to_thread(wait_for, stop, 600.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     finally:
         await bus.close()
         await engine.dispose()

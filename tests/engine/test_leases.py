@@ -29,13 +29,13 @@ from labfleet.db.models import Artifact, Environment, Pipeline, Reservation
 from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
-from labfleet.hw.ssh import SshPool
 from labfleet.schemas.environments import EnvironmentCreate
 from labfleet.services.environments import service as environments
+from labfleet.services.environments.provisioning import Provisioner
 from labfleet.services.pipelines import service as pipelines
 from tests.build_rig import BOX, Rig
 from tests.db.build_rows import build_job
-from tests.engine.test_pipeline_worker import USER, Script, ScriptedProvisioner, add_host, request, submit
+from tests.engine.test_pipeline_worker import USER, Script, add_host, request, scripted, submit
 
 _names = itertools.count(1)
 
@@ -67,19 +67,17 @@ class Outage:
 class Env:
     rig: Rig
     script: Script
-    provisioner: ScriptedProvisioner
-    pool: SshPool
+    provisioner: Provisioner
 
 
 @pytest.fixture
-async def env(rig: Rig) -> AsyncIterator[Env]:
-    async with SshPool() as pool:
-        script = Script()
-        yield Env(rig, script, provisioner(rig, script, rig.sessions, pool), pool)
+def env(rig: Rig) -> Env:
+    script = Script()
+    return Env(rig, script, provisioner(rig, script, rig.sessions))
 
 
-def provisioner(rig: Rig, script: Script, sessions: Any, pool: SshPool) -> ScriptedProvisioner:
-    return ScriptedProvisioner.scripted(script, sessions, rig.bus, rig.store, BOX, pool)
+def provisioner(rig: Rig, script: Script, sessions: Any) -> Provisioner:
+    return scripted(script, sessions, rig.bus)
 
 
 async def standalone(rig: Rig, tag: str) -> int:
@@ -189,7 +187,7 @@ async def test_an_environment_worker_keeps_its_lease_through_a_brief_database_ou
     tag = f"blip{next(_names)}"
     ident = await standalone(rig, tag)
     outage = Outage(rig.sessions)
-    a = worker(env, outage, "worker-a", provisioner=provisioner(rig, script, outage, env.pool))
+    a = worker(env, outage, "worker-a", provisioner=provisioner(rig, script, outage))
     running.append(asyncio.create_task(a.run()))
     await asyncio.wait_for(script.deploying.wait(), 20)
     running.append(asyncio.create_task(worker(env, rig.sessions, "worker-b").run()))
@@ -214,7 +212,7 @@ async def test_a_database_away_for_longer_than_the_lease_stops_the_work(
     script.deploy_s = 30
     ident = await standalone(rig, f"gone{next(_names)}")
     outage = Outage(rig.sessions)
-    a = worker(env, outage, "worker-a", lease=1.5, provisioner=provisioner(rig, script, outage, env.pool))
+    a = worker(env, outage, "worker-a", lease=1.5, provisioner=provisioner(rig, script, outage))
     running.append(asyncio.create_task(a.run()))
     await asyncio.wait_for(script.deploying.wait(), 20)
     outage.down = True
@@ -242,43 +240,40 @@ async def test_a_pipeline_keeps_its_lease_through_a_brief_database_outage(
     settings = PipelineSettings(
         poll_seconds=0.1, heartbeat_seconds=0.75, lease_seconds=3, resource_retry_s=0.2
     )
-    async with SshPool() as pool:
-        engine = Engine(
-            sessions=outage,  # type: ignore[arg-type]
+    engine = Engine(
+        sessions=outage,  # type: ignore[arg-type]
+        bus=rig.bus,
+        store=rig.store,
+        secrets=BOX,
+        settings=EngineSettings(policy=rig.policy, poll_seconds=0.2, device_checks=False, pipelines=settings),
+        provisioner=provisioner(rig, script, outage),
+    )
+    async with engine:
+        ident = await submit(rig, request(rig, requirements={"labels": {"example": tag}}))
+        await asyncio.wait_for(script.booting.wait(), 60)
+        other = PipelineWorker(
+            sessions=rig.sessions,
             bus=rig.bus,
-            store=rig.store,
-            secrets=BOX,
-            settings=EngineSettings(
-                policy=rig.policy, poll_seconds=0.2, device_checks=False, pipelines=settings
-            ),
-            provisioner=provisioner(rig, script, outage, pool),
+            provisioner=provisioner(rig, script, rig.sessions),
+            build_policy=rig.policy,
+            settings=settings,
+            name="worker-b",
         )
-        async with engine:
-            ident = await submit(rig, request(rig, requirements={"labels": {"example": tag}}))
-            await asyncio.wait_for(script.booting.wait(), 60)
-            other = PipelineWorker(
-                sessions=rig.sessions,
-                bus=rig.bus,
-                provisioner=provisioner(rig, script, rig.sessions, pool),
-                build_policy=rig.policy,
-                settings=settings,
-                name="worker-b",
-            )
-            running.append(asyncio.create_task(other.run()))
-            before = (await row(rig, Pipeline, ident)).lease_expires_at
-            await outage.for_(1.2)
-            assert outage.refused > 0
+        running.append(asyncio.create_task(other.run()))
+        before = (await row(rig, Pipeline, ident)).lease_expires_at
+        await outage.for_(1.2)
+        assert outage.refused > 0
 
-            async def renewed() -> bool:
-                p = await row(rig, Pipeline, ident)
-                return bool(p.lease_expires_at > before)  # a renewal after the outage
+        async def renewed() -> bool:
+            p = await row(rig, Pipeline, ident)
+            return bool(p.lease_expires_at > before)  # a renewal after the outage
 
-            await until(renewed, timeout=5)
+        await until(renewed, timeout=5)
 
-            async def ended() -> bool:
-                return (await row(rig, Pipeline, ident)).status in ("succeeded", "failed", "cancelled")
+        async def ended() -> bool:
+            return (await row(rig, Pipeline, ident)).status in ("succeeded", "failed", "cancelled")
 
-            await until(ended, timeout=60)
+        await until(ended, timeout=60)
     p = await row(rig, Pipeline, ident)
     assert (p.status, p.error) == ("succeeded", None)
     async with rig.sessions() as session:

@@ -29,14 +29,18 @@ from labfleet.db.models import Environment, Host, HostLabel, Pipeline, PipelineS
 from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
 from labfleet.hw.fakes import FakeConsole
-from labfleet.hw.ssh import SshPool
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.environments import EnvironmentCreate
 from labfleet.schemas.pipelines import PipelineCreate
 from labfleet.schemas.reservations import ReservationCreate
+from labfleet.secretbox import SecretBox
 from labfleet.services.environments import service as environments
-from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.environments.policy import ProvisionPolicy
+from labfleet.services.environments.provisioning import Provisioner
+from labfleet.services.environments.record import EnvRecord
+from labfleet.services.environments.targets import qemu
+from labfleet.services.environments.targets.base import Boot, ProvisionFailed
 from labfleet.services.inventory import credentials
 from labfleet.services.pipelines import service as pipelines
 from labfleet.services.reservations import service as reservations
@@ -71,40 +75,26 @@ class Script:
     removed: list[str] = field(default_factory=list)
 
 
-class ScriptedProvisioner(Provisioner):
-    """The real provisioner (rows, reservations, teardown), its device steps scripted."""
+class ScriptedTarget:
+    """A QEMU target whose device steps are scripted; the VM's place on the host is chosen as
+    for real (domain, files, console port), and every row is the real provisioner's."""
 
-    script: Script
-
-    @classmethod
-    def scripted(
-        cls, script: Script, sessions: Any, bus: Any, store: Any, secrets: Any, pool: Any
-    ) -> ScriptedProvisioner:
-        """A provisioner with no device seams: every step that would touch one is scripted."""
-        p = cls(
-            sessions=sessions,
-            bus=bus,
-            store=store,
-            secrets=secrets,
-            pool=pool,
-            hardware=None,  # type: ignore[arg-type]
-            host_probe=None,  # type: ignore[arg-type]
-            board_probe=None,  # type: ignore[arg-type]
-        )
-        p.script = script
-        return p
+    def __init__(self, script: Script, record: EnvRecord, secrets: SecretBox) -> None:
+        self.script = script
+        self.record = record
+        self.secrets = secrets
 
     async def _host_of(self, env_id: int) -> str:
-        async with self.sessions() as session:
+        async with self.record.sessions() as session:
             env = await session.get(Environment, env_id)
             assert env is not None and env.host_id is not None
             host = await session.get(Host, env.host_id)
             assert host is not None
             return host.hostname
 
-    async def _deploy_vm(self, env_id: int, say: Any) -> None:
+    async def deploy(self, env_id: int, say: Any) -> None:
         name = await self._host_of(env_id)
-        await self._vm(env_id)  # the domain, files and console port are chosen as for real
+        await qemu.place(self.record, self.secrets, ProvisionPolicy(), env_id)
         self.script.deployed.append(name)
         self.script.deploying.set()
         try:
@@ -115,7 +105,7 @@ class ScriptedProvisioner(Provisioner):
         if name in self.script.deploy_fails:
             raise ProvisionFailed(f"deploying to host {name} failed: libvirt said no", resource=name)
 
-    async def _boot_vm(self, env_id: int, pattern: str, timeout: float, say: Any, console_log: Any) -> None:
+    async def boot(self, env_id: int, boot: Boot, say: Any, console_log: Any) -> None:
         self.script.booting.set()
         try:
             await asyncio.sleep(self.script.boot_s)
@@ -123,19 +113,26 @@ class ScriptedProvisioner(Provisioner):
             self.script.cancelled.append(await self._host_of(env_id))
             raise
 
-    async def _remove_vm(self, vm: Any, say: Any) -> None:
-        self.script.removed.append(vm.hostname)
+    async def console(self, env_id: int, log: Any = None) -> Any:
+        return _Console().on("^true$", "").on("^false$", "", exit_status=1).on("^echo hi$", "hi\n")
 
-    async def check_resource(self, env_id: int, say: Any = print) -> bool:
+    async def check(self, env_id: int, say: Any) -> bool:
         name = await self._host_of(env_id)
         self.script.checked.append(name)
         return name not in self.script.unhealthy
 
-    async def refresh_usage(self, env_id: int) -> None:
-        return None  # the made-up hosts have no libvirt to sample
+    async def teardown(self, env_id: int, say: Any) -> None:
+        async with self.record.sessions() as session:
+            env = await session.get(Environment, env_id, populate_existing=True)
+            placed = env is not None and env.domain_name is not None
+        if placed:
+            self.script.removed.append(await self._host_of(env_id))
 
-    async def console(self, env_id: int, log: Any = None) -> Any:
-        return _Console().on("^true$", "").on("^false$", "", exit_status=1).on("^echo hi$", "hi\n")
+
+def scripted(script: Script, sessions: Any, bus: Any, secrets: SecretBox = BOX) -> Provisioner:
+    """The real provisioner (rows, reservations, teardown) with the scripted target for QEMU."""
+    record = EnvRecord(sessions, bus)
+    return Provisioner(record=record, targets={"qemu": ScriptedTarget(script, record, secrets)})
 
 
 async def add_host(rig: Rig, name: str, cores: int, labels: dict[str, str]) -> int:
@@ -188,25 +185,24 @@ class Lab:
 @pytest.fixture
 async def lab(rig: Rig) -> AsyncIterator[Lab]:
     script = Script()
-    async with SshPool() as pool:
-        provisioner = ScriptedProvisioner.scripted(script, rig.sessions, rig.bus, rig.store, BOX, pool)
-        engine = Engine(
-            sessions=rig.sessions,
-            bus=rig.bus,
-            store=rig.store,
-            secrets=BOX,
-            settings=EngineSettings(
-                policy=rig.policy,
-                poll_seconds=0.2,
-                device_checks=False,
-                pipelines=PipelineSettings(
-                    poll_seconds=0.1, heartbeat_seconds=0.3, lease_seconds=3, resource_retry_s=0.2
-                ),
+    provisioner = scripted(script, rig.sessions, rig.bus)
+    engine = Engine(
+        sessions=rig.sessions,
+        bus=rig.bus,
+        store=rig.store,
+        secrets=BOX,
+        settings=EngineSettings(
+            policy=rig.policy,
+            poll_seconds=0.2,
+            device_checks=False,
+            pipelines=PipelineSettings(
+                poll_seconds=0.1, heartbeat_seconds=0.3, lease_seconds=3, resource_retry_s=0.2
             ),
-            provisioner=provisioner,
-        )
-        async with engine:
-            yield Lab(rig, script, engine)
+        ),
+        provisioner=provisioner,
+    )
+    async with engine:
+        yield Lab(rig, script, engine)
 
 
 async def submit(rig: Rig, data: PipelineCreate) -> int:

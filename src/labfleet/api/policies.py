@@ -6,7 +6,7 @@ from typing import Any
 
 from labfleet.config import Settings
 from labfleet.engine.pipelines import PipelineSettings
-from labfleet.services.environments.provisioning import ProvisionPolicy
+from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.flashing.service import FlashPolicy
 from labfleet.services.power.service import PowerPolicy
 

@@ -51,6 +51,7 @@ from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
 from labfleet.services.environments import service as environments
+from labfleet.services.environments.kinds import KINDS
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 from labfleet.services.pipelines import service as pipelines
 from labfleet.services.pipelines import stages as pipeline_stages
@@ -513,7 +514,7 @@ class _Run:
                     raise
                 why = _why_not_now(exc)
                 if waiting_said != why:
-                    self.say(f"waiting for a {'host' if self.kind == 'qemu' else 'board'}: {why}")
+                    self.say(f"waiting for a {KINDS[self.kind].noun}: {why}")
                     waiting_said = why
                 if loop.time() > deadline:
                     raise StageFailed(

@@ -27,7 +27,9 @@ from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds.run import SshPool
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
-from labfleet.services.environments.provisioning import Provisioner, ProvisionPolicy
+from labfleet.services.environments.policy import ProvisionPolicy
+from labfleet.services.environments.provisioning import Provisioner, device_targets
+from labfleet.services.environments.record import EnvRecord
 from labfleet.services.flashing.service import FlashPolicy
 from labfleet.services.health import boards as board_health
 from labfleet.services.health import hosts as host_health
@@ -194,9 +196,9 @@ class Engine:
         else:
             host_probe = host_health.LibvirtProbe()
             board_probe = board_health.LiveBoardProbe(LiveProbe(pool=pool), pool=pool)
-        return Provisioner(
-            sessions=self._sessions,
-            bus=self._bus,
+        record = EnvRecord(self._sessions, self._bus)
+        targets = device_targets(
+            record=record,
             store=self._store,
             secrets=self._secrets,
             pool=pool,
@@ -207,6 +209,7 @@ class Engine:
             power_policy=self._settings.power,
             flash_policy=self._settings.flash,
         )
+        return Provisioner(record=record, targets=targets)
 
     async def _resource_health(self) -> ResourceHealthMonitor:
         s = self._settings

@@ -50,7 +50,7 @@ async def render_environment(
         vcpus=env.vcpus,
         memory_mb=env.memory_mb,
         domain_name=env.domain_name,
-        console_url=env.console_url if env.kind == "qemu" else None,
+        console_url=env.console_url,
         warnings=list(env.warnings),
         failed_resources=list(env.failed_resources),
         error=env.error,

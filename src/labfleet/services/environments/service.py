@@ -16,14 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
-from labfleet.db.models import Artifact, Board, Environment, Host
+from labfleet.db.models import Artifact, Environment
 from labfleet.db.models.environments import (
     ENV_FAILED,
     ENV_HOLDING,
     ENV_PENDING,
     ENV_RELEASED,
     ENV_RELEASING,
-    QEMU,
 )
 from labfleet.db.repositories import environments as repo
 from labfleet.db.repositories import flashing as flash_repo
@@ -31,18 +30,12 @@ from labfleet.errors import Conflict, Invalid, NotFound
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.schemas.environments import ArtifactChoice, EnvironmentCreate
-from labfleet.schemas.reservations import AutoBoard, AutoHost, ReservationCreate
 from labfleet.services.artifacts import service as artifact_service
 from labfleet.services.core import audit
 from labfleet.services.core.events import EventBus
-from labfleet.services.environments.compatibility import (
-    ArtifactFacts,
-    BoardFacts,
-    HostFacts,
-    Problem,
-    check_board,
-    check_qemu,
-)
+from labfleet.services.environments import kinds
+from labfleet.services.environments.compatibility import ArtifactFacts, Problem
+from labfleet.services.environments.kinds import KINDS
 from labfleet.services.reservations import service as reservations
 
 OBJECT_TYPE = "environment"
@@ -149,29 +142,13 @@ async def create(
     now = now or utcnow()
     arch = data.architecture.value if hasattr(data.architecture, "value") else str(data.architecture)
     build_id, rows = await resolve_artifacts(session, data.artifacts, arch)
-    req = data.requirements
-    if data.kind == QEMU:
-        refuse(check_qemu(facts(rows), architecture=arch, machine=req.machine, host=None))
-    else:
-        refuse(check_board(facts(rows), architecture=arch, board_type=req.board_type, board=None))
+    req, kind = data.requirements, KINDS[data.kind]
+    refuse(kind.check(facts(rows), arch, req, None))
     purpose = f"{data.purpose} (pipeline #{pipeline_id})" if pipeline_id else data.purpose
-    reservation = await reservations.reserve(
-        session=session,
-        actor=actor,
-        data=await _reservation_ask(session, data, arch, purpose),
-        now=now,
-        skip=skip,
-    )
-    host_facts = board_facts = None
-    if reservation.host_id is not None:
-        host = await _host(session, reservation.host_id)
-        host_facts = HostFacts(host.hostname, host.machine_types or {})
-        refuse(check_qemu(facts(rows), architecture=arch, machine=req.machine, host=host_facts))
-    else:
-        assert reservation.board_id is not None
-        board = await _board(session, reservation.board_id)
-        board_facts = BoardFacts(board.name, board.architecture, board.board_type)
-        refuse(check_board(facts(rows), architecture=arch, board_type=req.board_type, board=board_facts))
+    ask = await kind.ask(session, data, {"purpose": purpose, "expires_in_s": data.expires_in_s})
+    reservation = await reservations.reserve(session=session, actor=actor, data=ask, now=now, skip=skip)
+    refuse(kind.check(facts(rows), arch, req, await kind.placed_on(session, reservation)))
+    vcpus, memory_mb = kind.size(req)
     decision = reservation.decision
     env = Environment(
         kind=data.kind,
@@ -187,8 +164,8 @@ async def create(
         host_id=reservation.host_id,
         board_id=reservation.board_id,
         reservation_id=reservation.id,
-        vcpus=req.vcpus if data.kind == QEMU else 0,
-        memory_mb=req.memory_mb if data.kind == QEMU else 0,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
         decision=decision,
         warnings=_warnings(decision),
         failed_resources=[],
@@ -213,61 +190,11 @@ async def create(
     return env
 
 
-async def _reservation_ask(
-    session: AsyncSession, data: EnvironmentCreate, arch: str, purpose: str
-) -> ReservationCreate:
-    req = data.requirements
-    common: dict[str, Any] = {"purpose": purpose, "expires_in_s": data.expires_in_s}
-    if data.target == "auto":
-        target: AutoHost | AutoBoard
-        if data.kind == QEMU:
-            target = AutoHost(
-                auto="host",
-                architecture=data.architecture,
-                kvm=req.kvm,
-                vcpus=req.vcpus,
-                memory_mb=req.memory_mb,
-                labels=req.labels,
-            )
-        else:
-            target = AutoBoard(
-                auto="board",
-                architecture=data.architecture,
-                board_type=req.board_type,
-                peripherals=req.peripherals,
-                labels=req.labels,
-            )
-        return ReservationCreate(target=target, **common)
-    if data.kind == QEMU:
-        host = await repo.host_named(session, data.target)
-        if host is None:
-            raise Invalid(f"no host named {data.target!r}", field="target")
-        return ReservationCreate(host_id=host.id, vcpus=req.vcpus, memory_mb=req.memory_mb, **common)
-    board = await repo.board_named(session, data.target)
-    if board is None:
-        raise Invalid(f"no board named {data.target!r}", field="target")
-    return ReservationCreate(board_id=board.id, **common)
-
-
 def _warnings(decision: dict[str, Any] | None) -> list[str]:
     out = []
     for w in (decision or {}).get("warnings", []):
         out.append(str(w.get("message", w)) if isinstance(w, dict) else str(w))
     return out
-
-
-async def _host(session: AsyncSession, host_id: int) -> Host:
-    host = await session.get(Host, host_id)
-    if host is None:
-        raise NotFound(f"no host with id {host_id}", field="target")
-    return host
-
-
-async def _board(session: AsyncSession, board_id: int) -> Board:
-    board = await session.get(Board, board_id)
-    if board is None:
-        raise NotFound(f"no board with id {board_id}", field="target")
-    return board
 
 
 # -- reading
@@ -289,9 +216,9 @@ async def search(
 
 
 async def names(session: AsyncSession, env: Environment) -> tuple[str | None, str | None]:
-    host = await _host(session, env.host_id) if env.host_id else None
-    board = await _board(session, env.board_id) if env.board_id else None
-    return (host.hostname if host else None), (board.name if board else None)
+    on_host = await kinds.host(session, env.host_id) if env.host_id else None
+    on_board = await kinds.board(session, env.board_id) if env.board_id else None
+    return (on_host.hostname if on_host else None), (on_board.name if on_board else None)
 
 
 # -- releasing

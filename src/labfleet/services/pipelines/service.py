@@ -29,6 +29,7 @@ from labfleet.services.builds.logs import LogKind
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core import audit
 from labfleet.services.core.events import EventBus
+from labfleet.services.environments.kinds import KINDS
 from labfleet.services.pipelines import stages as pipeline_stages
 
 OBJECT_TYPE = "pipeline"
@@ -116,10 +117,9 @@ async def submit(
         server=request.server,
         repository=request.repository_url,
     )
-    if not any(a.type.value == "kernel" for a in request.artifacts) and data.environment_type == "qemu":
-        raise Invalid(
-            "a qemu pipeline boots a kernel: list the build's kernel artifact", field="build.artifacts"
-        )
+    lacks = KINDS[data.environment_type].build_lacks({a.type.value for a in request.artifacts})
+    if lacks is not None:
+        raise Invalid(lacks, field="build.artifacts")
     p = Pipeline(
         repository_url=data.repository_url,
         branch=data.branch,
