@@ -28,11 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from labfleet.db.models import Artifact, Environment, Pipeline, Reservation
 from labfleet.engine import Engine, EngineSettings
 from labfleet.engine.environments import EnvironmentWorker
-from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
+from labfleet.engine.pipelines import PipelineWorker
 from labfleet.schemas.environments import EnvironmentCreate
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner
 from labfleet.services.pipelines import service as pipelines
+from labfleet.services.pipelines.settings import PipelineSettings
 from tests.build_rig import BOX, Rig
 from tests.db.build_rows import build_job
 from tests.engine.test_pipeline_worker import USER, Script, add_host, request, scripted, submit

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from labfleet.db.base import utcnow
 from labfleet.db.models import Environment, Host, HostLabel, Pipeline, PipelineStage, Reservation, TestResult
 from labfleet.engine import Engine, EngineSettings
-from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
+from labfleet.engine.pipelines import PipelineWorker
 from labfleet.hw.fakes import FakeConsole
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
@@ -43,6 +43,7 @@ from labfleet.services.environments.targets import qemu
 from labfleet.services.environments.targets.base import Boot, ProvisionFailed
 from labfleet.services.inventory import credentials
 from labfleet.services.pipelines import service as pipelines
+from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.reservations import service as reservations
 from tests.build_rig import BOX, Rig
 

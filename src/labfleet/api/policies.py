@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from labfleet.config import Settings
-from labfleet.engine.pipelines import PipelineSettings
 from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.flashing.service import FlashPolicy
+from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.power.service import PowerPolicy
 
 

@@ -30,13 +30,13 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from labfleet.db.models import BuildJob
-from labfleet.db.models.builds import CANCELLED, FAILED, SUCCEEDED
 from labfleet.errors import DeviceError
 from labfleet.schemas.auth import SYSTEM
+from labfleet.schemas.enums import BuildJobStatus
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts import service as artifacts
 from labfleet.services.artifacts.service import Store as ArtifactStore
+from labfleet.services.builds import BuildJob
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
 from labfleet.services.builds.logs import JobLog
@@ -249,7 +249,12 @@ class BuildWorker:
         except Exception:
             log.exception("build job %s: the worker failed", job.id)
             with contextlib.suppress(Exception):
-                await self._end(job, joblog, FAILED, "labfleet failed while running the build (see its logs)")
+                await self._end(
+                    job,
+                    joblog,
+                    BuildJobStatus.failed,
+                    "labfleet failed while running the build (see its logs)",
+                )
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLost, Exception):
@@ -367,7 +372,7 @@ class BuildWorker:
         elif isinstance(outcome, _Stop):
             if outcome.kind == "cancel":
                 joblog.note(f"{outcome.reason}: the remote process group was killed")
-                await self._end(job, joblog, CANCELLED, outcome.reason)
+                await self._end(job, joblog, BuildJobStatus.cancelled, outcome.reason)
             elif outcome.kind == "shutdown":
                 joblog.note(outcome.reason)
                 await self._requeue(job, joblog, outcome.reason)
@@ -377,20 +382,25 @@ class BuildWorker:
             raise outcome
         elif isinstance(outcome, BuildFailed):
             joblog.note(f"failed: {outcome.message}")
-            await self._end(job, joblog, FAILED, outcome.message)
+            await self._end(job, joblog, BuildJobStatus.failed, outcome.message)
         elif isinstance(outcome, DeviceError):
             reason = f"the build server could not be used: {outcome.message}"
             joblog.note(reason)
             if job.attempt >= self._policy.max_attempts:
                 await self._end(
-                    job, joblog, FAILED, f"{reason}; all {self._policy.max_attempts} attempts used"
+                    job,
+                    joblog,
+                    BuildJobStatus.failed,
+                    f"{reason}; all {self._policy.max_attempts} attempts used",
                 )
             else:
                 await self._requeue(job, joblog, reason)
         elif isinstance(outcome, Exception):
             log.error("build job %s failed unexpectedly", job.id, exc_info=outcome)
             joblog.note(f"labfleet failed while running the build: {outcome}")
-            await self._end(job, joblog, FAILED, f"labfleet failed while running the build: {outcome}")
+            await self._end(
+                job, joblog, BuildJobStatus.failed, f"labfleet failed while running the build: {outcome}"
+            )
         else:
             raise outcome
 
@@ -402,7 +412,7 @@ class BuildWorker:
         await joblog.flush()
         async with self._sessions() as session:
             done = await build_queue.finish_held(
-                session=session, job_id=job.id, worker=self.name, status=SUCCEEDED
+                session=session, job_id=job.id, worker=self.name, status=BuildJobStatus.succeeded
             )
             if not done:
                 raise LeaseLost(f"build job {job.id}: lost the lease before recording its success")

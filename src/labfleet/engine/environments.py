@@ -12,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from labfleet.db.base import utcnow
-from labfleet.db.models.environments import ENV_FAILED, ENV_PENDING, ENV_PROVISIONING, ENV_RELEASING
+from labfleet.schemas.enums import EnvironmentStatus
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.leases import LeaseKeeper, Renewal, worker_name
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 
 log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class EnvironmentWorker:
@@ -56,7 +59,7 @@ class EnvironmentWorker:
                         try:
                             async with self.sessions() as session:
                                 claimed = await environments.claim(
-                                    session, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
+                                    session, worker=self.name, lease_seconds=self.lease_seconds, now=_now()
                                 )
                                 await session.commit()
                         except Exception:
@@ -78,10 +81,7 @@ class EnvironmentWorker:
     async def expire(self, now: datetime | None = None) -> list[int]:
         """Ready standalone environments past their expiry are released."""
         async with self.sessions() as session:
-            due = await environments.expired_ready(session, now=now or utcnow())
-            for ident in due:
-                env = await environments.get(session=session, ident=ident)
-                env.status, env.release_reason = ENV_RELEASING, "expired"
+            due = await environments.expire(session, now or _now())
             await session.commit()
         return due
 
@@ -91,7 +91,7 @@ class EnvironmentWorker:
         async def renew() -> Renewal:
             async with self.sessions() as session:
                 held = await environments.beat(
-                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
+                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=_now()
                 )
                 await session.commit()
             return Renewal(held=held)
@@ -116,9 +116,11 @@ class EnvironmentWorker:
 
     async def _work(self, env_id: int, status: str, attempt: int) -> None:
         try:
-            if status == ENV_RELEASING:
+            if status == EnvironmentStatus.releasing:
                 await self.provisioner.teardown(env_id, reason="released")
-            elif status == ENV_PROVISIONING or (status == ENV_PENDING and attempt > 0):
+            elif status == EnvironmentStatus.provisioning or (
+                status == EnvironmentStatus.pending and attempt > 0
+            ):
                 await self._fail(env_id, "interrupted: the labfleet process provisioning it stopped")
             else:
                 try:
@@ -130,8 +132,7 @@ class EnvironmentWorker:
                     await self._fail(env_id, exc.message + blame)
                 else:
                     async with self.sessions() as session:
-                        env = await environments.get(session=session, ident=env_id, refresh=True)
-                        env.lease_owner = env.lease_expires_at = None
+                        await environments.provisioned(session, env_id)
                         await session.commit()
         except Exception:
             log.exception("environment %s: provisioning failed in labfleet itself", env_id)
@@ -139,8 +140,4 @@ class EnvironmentWorker:
                 await self._fail(env_id, "internal error in labfleet (see its log)")
 
     async def _fail(self, env_id: int, reason: str) -> None:
-        async with self.sessions() as session:
-            env = await environments.get(session=session, ident=env_id, refresh=True)
-            env.status, env.error = ENV_FAILED, reason
-            await session.commit()
-        await self.provisioner.teardown(env_id, reason=f"failed: {reason}")
+        await self.provisioner.teardown(env_id, reason=f"failed: {reason}", error=reason)

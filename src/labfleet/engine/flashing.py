@@ -16,12 +16,11 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from labfleet.db.models import FlashJob
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts.service import Store
 from labfleet.services.builds.queue import worker_id
 from labfleet.services.core.events import EventBus
-from labfleet.services.flashing import run
+from labfleet.services.flashing import FlashJob, run
 from labfleet.services.flashing import service as flashing
 from labfleet.services.flashing.access import FlashAccess, FlashHardware
 from labfleet.services.flashing.service import FlashPolicy

@@ -1,14 +1,14 @@
 """The pipeline worker: claims pipelines under a lease and runs their stages in order.
 
-Each pipeline runs as a task of its own; a heartbeat renews its lease, notices a cancel
+Each pipeline runs as a task of its own; a lease keeper renews its lease, notices a cancel
 (the running stage is cancelled, the environment released) and a lost lease (the task
 stops without writing anything more). A pipeline taken over from a process that died
 resumes a build stage (the build job itself is durable) and fails a deploy, boot or test
 stage with the reason, after releasing whatever its environment held.
 
-A deploy or boot that fails is followed by a health check of the resource: if it fails,
-the environment is torn down and made again on another resource, when one can take it
-(property 24); if it passes, the artifacts are to blame and the stage fails.
+This is orchestration only: the stages' statuses are written by ``services/pipelines/
+progress.py``, the build by ``build_stage.py``, the environment (waiting for a resource,
+moving to another when one is to blame) by ``environment.py``, the tests by ``testing.py``.
 """
 
 from __future__ import annotations
@@ -18,65 +18,32 @@ import contextlib
 import logging
 import os
 import socket
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from labfleet.db.base import utcnow
-from labfleet.db.models import Pipeline, PipelineStage, TestResult
-from labfleet.db.models.builds import CANCELLED as BUILD_CANCELLED
-from labfleet.db.models.builds import FAILED as BUILD_FAILED
-from labfleet.db.models.builds import SUCCEEDED as BUILD_SUCCEEDED
-from labfleet.db.models.environments import ENV_HOLDING, ENV_READY
-from labfleet.db.models.pipelines import (
-    CANCELLED,
-    FAILED,
-    PASSED,
-    PENDING,
-    RUNNING,
-    SKIPPED,
-    SUCCEEDED,
-)
-from labfleet.errors import DeviceError, Invalid, LabfleetError, Unavailable
 from labfleet.schemas.auth import Actor
-from labfleet.schemas.enums import Role
-from labfleet.schemas.environments import EnvironmentCreate
+from labfleet.schemas.enums import PipelineStatus, Role, StageStatus
 from labfleet.schemas.pipelines import TestCase
-from labfleet.services.builds import logs as build_logs
-from labfleet.services.builds import service as builds
 from labfleet.services.builds.logs import JobLog
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
-from labfleet.services.environments import service as environments
-from labfleet.services.environments.kinds import KINDS
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
+from labfleet.services.pipelines import progress
 from labfleet.services.pipelines import service as pipelines
-from labfleet.services.pipelines import stages as pipeline_stages
+from labfleet.services.pipelines.build_stage import BuildStage
+from labfleet.services.pipelines.environment import PipelineEnvironment, StageFailed
+from labfleet.services.pipelines.progress import Stage
+from labfleet.services.pipelines.settings import PipelineSettings
+from labfleet.services.pipelines.testing import Outcome, run_tests
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PipelineSettings:
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 5.0
-    poll_seconds: float = 5.0
-    """Also woken at once when a pipeline is queued in this process (or, on PostgreSQL, any)."""
-    max_pipelines: int = 32
-    resource_wait_s: float = 3600.0
-    """How long a deploy waits for a host or board to come free before it fails."""
-    resource_retry_s: float = 3.0
-    max_resources: int = 3
-    """Resources tried in all when provisioning fails on them."""
-    environment_hold_s: int = 6 * 3600
-    """The expiry of a pipeline's reservation: a safety net, it is released when the pipeline ends."""
-
-
-class StageFailed(LabfleetError):
-    pass
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class PipelineWorker:
@@ -123,14 +90,15 @@ class PipelineWorker:
     async def claim(self) -> int | None:
         async with self.sessions() as session:
             found = await pipelines.claim_next(
-                session, worker=self.name, lease_seconds=self.settings.lease_seconds, now=utcnow()
+                session, worker=self.name, lease_seconds=self.settings.lease_seconds, now=_now()
             )
             await session.commit()
         if found is None:
             return None
         pipeline, previous = found
         ident = pipeline.id
-        task = asyncio.create_task(_Run(self, pipeline, previous).go(), name=f"pipeline-{ident}")
+        run = _Run(self, pipeline, previous)
+        task = asyncio.create_task(run.go(), name=f"pipeline-{ident}")
         self._runs[ident] = task
         task.add_done_callback(lambda _: self._runs.pop(ident, None))
         return ident
@@ -143,11 +111,7 @@ class PipelineWorker:
         await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
         for ident, _ in tasks:
             with contextlib.suppress(Exception):
-                async with self.sessions() as session:
-                    await pipelines.update_held(
-                        session, pipeline_id=ident, worker=self.name, values={"lease_expires_at": utcnow()}
-                    )
-                    await session.commit()
+                await progress.give_up_lease(self.sessions, ident, self.name)
 
     async def wait_idle(self) -> None:
         while self._runs:
@@ -160,31 +124,20 @@ async def _next_queued(sub: Any, timeout: float) -> None:
     deadline = loop.time() + timeout
     while (left := deadline - loop.time()) > 0:
         event = await sub.get(timeout=left)
-        if event is None or event.data.get("status") != RUNNING:
+        if event is None or event.data.get("status") != PipelineStatus.running:
             return
-
-
-def _why_not_now(exc: Unavailable) -> str:
-    """The refusal with what each alternative lacks, so a wait says what it waits for."""
-    lacks = []
-    for alt in exc.alternatives[:3]:
-        reasons = "; ".join(str(r.get("message", r)) for r in alt.get("lacks", []) if isinstance(r, dict))
-        lacks.append(f"{alt.get('name')}: {reasons or alt.get('message') or 'busy'}")
-    return exc.message + (f" ({' | '.join(lacks)})" if lacks else "")
 
 
 class _Run:
     """One pipeline, held by this worker."""
 
-    def __init__(self, worker: PipelineWorker, pipeline: Pipeline, previous: str | None) -> None:
+    def __init__(self, worker: PipelineWorker, pipeline: Any, previous: str | None) -> None:
         self.w = worker
-        self.id = pipeline.id
+        self.sessions = worker.sessions
+        self.id: int = pipeline.id
         self.previous = previous if previous != worker.name else None
         self.spec: dict[str, Any] = dict(pipeline.spec)
-        self.kind = pipeline.environment_type
-        self.arch = pipeline.architecture
-        self.actor = Actor(name=pipeline.submitted_by, role=Role.operator, team=pipeline.team)
-        self.env_id: int | None = pipeline.environment_id
+        actor = Actor(name=pipeline.submitted_by, role=Role.operator, team=pipeline.team)
         self.log = JobLog(
             sessions=worker.sessions,
             bus=worker.bus,
@@ -193,6 +146,30 @@ class _Run:
             offset=pipeline.log_size,
             kind=pipelines.LOGS,
         )
+        self.env = PipelineEnvironment(
+            sessions=worker.sessions,
+            provisioner=worker.provisioner,
+            settings=worker.settings,
+            pipeline_id=pipeline.id,
+            worker=worker.name,
+            actor=actor,
+            spec=self.spec,
+            kind=pipeline.environment_type,
+            architecture=pipeline.architecture,
+            say=self.say,
+            queue_for=worker.queue_for,
+            env_id=pipeline.environment_id,
+        )
+        self.build = BuildStage(
+            sessions=worker.sessions,
+            bus=worker.bus,
+            policy=worker.build_policy,
+            pipeline_id=pipeline.id,
+            worker=worker.name,
+            actor=actor,
+            log=self.log,
+            cancelled_by=lambda: self.cancelled_by,
+        )
         self.stage_task: asyncio.Task[dict[str, Any]] | None = None
         self.cancelled_by: str | None = None
         self.lost = False
@@ -200,7 +177,7 @@ class _Run:
     def say(self, line: str) -> None:
         self.log.note(line)
 
-    # -- the run
+    # -- the lease
 
     async def go(self) -> None:
         flusher = asyncio.create_task(self.log.run())
@@ -236,13 +213,13 @@ class _Run:
                     await self.log.flush()
 
     async def _renew(self) -> Renewal:
-        async with self.w.sessions() as session:
+        async with self.sessions() as session:
             row = await pipelines.beat(
                 session,
                 pipeline_id=self.id,
                 worker=self.w.name,
                 lease_seconds=self.w.settings.lease_seconds,
-                now=utcnow(),
+                now=_now(),
             )
             await session.commit()
         if row is None:
@@ -259,477 +236,142 @@ class _Run:
         if self.stage_task is not None:
             self.stage_task.cancel()
 
+    # -- the stages in order
+
     async def _stages(self) -> None:
-        async with self.w.sessions() as session:
-            interrupted = any(r.status == RUNNING for r in await pipelines.stages(session, self.id))
-        if self.previous is not None or interrupted:
-            await self._recover()
+        running = await progress.interrupted(self.sessions, self.id)
+        if self.previous is not None or running is not None:
+            await self._recover(running)
         else:
             self.say(f"pipeline #{self.id} claimed by {self.w.name}")
         await self._announce()
         while True:
-            async with self.w.sessions() as session:
-                rows = await pipelines.stages(session, self.id)
-                p = await pipelines.get(session=session, ident=self.id, refresh=True)
-                cancel_by = p.cancel_requested_by if p.cancel_requested_at else None
-            if cancel_by and self.cancelled_by is None:
-                self.cancelled_by = cancel_by
-            index = pipeline_stages.next_to_run([r.status for r in rows])
-            if index is None:
+            step = await progress.next_stage(self.sessions, self.id)
+            if step.cancel_requested_by and self.cancelled_by is None:
+                self.cancelled_by = step.cancel_requested_by
+            if step.stage is None:
                 break
             if self.cancelled_by is not None:
-                await self._set_stages(rows, pipeline_stages.cancel([r.status for r in rows]))
+                await progress.cancel_rest(self.sessions, self.id)
                 break
-            stage = rows[index]
-            outcome = await self._run_stage(stage)
-            if outcome != SUCCEEDED:
+            if await self._run_stage(step.stage) != StageStatus.succeeded:
                 break
         await self._conclude()
 
-    async def _run_stage(self, stage: PipelineStage) -> str:
-        name = stage.name
-        started = utcnow()
-        async with self.w.sessions() as session:
-            row = await session.get(PipelineStage, stage.id, populate_existing=True)
-            assert row is not None
-            row.status, row.attempt, row.started_at = RUNNING, row.attempt + 1, started
-            row.finished_at, row.error, row.log_start, row.log_end = None, None, self.log.size, None
-            resources = dict(row.resources)
-            attempt = row.attempt
-            await session.commit()
+    async def _run_stage(self, stage: Stage) -> str:
+        started = asyncio.get_running_loop().time()
+        attempt, resources = await progress.begin(self.sessions, stage.id, log_start=self.log.size)
         await self._announce()
-        self.say(f"stage {name} (attempt {attempt}) started")
-        work = {"build": self._build, "deploy": self._deploy, "boot": self._boot, "test": self._test}[name]
-        self.stage_task = asyncio.create_task(work(stage.id, attempt, resources))
+        self.say(f"stage {stage.name} (attempt {attempt}) started")
+        self.stage_task = asyncio.create_task(self._work(stage.name, stage.id, attempt, resources))
         error: str | None = None
         try:
             resources = await self.stage_task
-            outcome = SUCCEEDED
+            outcome = StageStatus.succeeded
         except asyncio.CancelledError:
             if self.lost or self.cancelled_by is None:
                 raise
-            outcome, error = CANCELLED, f"cancelled by {self.cancelled_by}"
+            outcome, error = StageStatus.cancelled, f"cancelled by {self.cancelled_by}"
         except (StageFailed, ProvisionFailed) as exc:
-            outcome, error = FAILED, exc.message
+            outcome, error = StageStatus.failed, exc.message
         except LeaseLost:
             raise
         except Exception as exc:
-            log.exception("pipeline %s: stage %s failed in labfleet itself", self.id, name)
-            outcome, error = FAILED, f"internal error: {exc!r}"
+            log.exception("pipeline %s: stage %s failed in labfleet itself", self.id, stage.name)
+            outcome, error = StageStatus.failed, f"internal error: {exc!r}"
         finally:
             self.stage_task = None
-        took = (utcnow() - started).total_seconds()
-        self.say(f"stage {name} {outcome} in {took:.1f} s" + (f": {error}" if error else ""))
+        took = asyncio.get_running_loop().time() - started
+        self.say(f"stage {stage.name} {outcome} in {took:.1f} s" + (f": {error}" if error else ""))
         await self.log.flush()
-        async with self.w.sessions() as session:
-            rows = await pipelines.stages(session, self.id)
-            statuses = pipeline_stages.finish([r.status for r in rows], stage.position, outcome)
-            for r, status in zip(rows, statuses, strict=True):
-                r.status = status
-            row = rows[stage.position]
-            row.finished_at, row.error, row.log_end = utcnow(), error, self.log.size
-            row.resources = {**row.resources, **(resources if isinstance(resources, dict) else {})}
-            await session.commit()
+        await progress.end(
+            self.sessions,
+            self.id,
+            stage.position,
+            outcome,
+            error=error,
+            log_end=self.log.size,
+            resources=resources,
+        )
         await self._announce()
         return outcome
 
-    async def _set_stages(self, rows: list[PipelineStage], statuses: list[str]) -> None:
-        async with self.w.sessions() as session:
-            for r, status in zip(await pipelines.stages(session, self.id), statuses, strict=True):
-                r.status = status
-            await session.commit()
-
-    async def _set_resources(self, stage_id: int, **values: Any) -> dict[str, Any]:
-        async with self.w.sessions() as session:
-            row = await session.get(PipelineStage, stage_id, populate_existing=True)
-            assert row is not None
-            row.resources = {**row.resources, **values}
-            out = dict(row.resources)
-            await session.commit()
-        await self._announce()
-        return out
-
     async def _conclude(self) -> None:
-        await self._release(f"pipeline #{self.id} ended")
-        async with self.w.sessions() as session:
-            rows = await pipelines.stages(session, self.id)
-        status = pipeline_stages.overall([r.status for r in rows], claimed=True)
-        stopped = next((r for r in rows if r.status in (FAILED, CANCELLED)), None)
-        error = f"stage {stopped.name} {stopped.status}: {stopped.error}" if stopped else None
-        if status == RUNNING:  # nothing left to run, yet not all succeeded: cannot happen
-            status, error = FAILED, "stages left in an inconsistent state"
+        await self.env.release(f"pipeline #{self.id} ended")
+        status, error = await progress.conclude(self.sessions, self.id)
         self.say(f"pipeline #{self.id} {status}" + (f": {error}" if error else ""))
         await self.log.flush()  # in a transaction of its own: never inside another (SQLite)
-        async with self.w.sessions() as session:
-            await pipelines.update_held(
-                session,
-                pipeline_id=self.id,
-                worker=self.w.name,
-                values={
-                    "status": status,
-                    "error": error,
-                    "finished_at": utcnow(),
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                },
-            )
-            await session.commit()
+        await progress.finish(self.sessions, self.id, self.w.name, status, error)
         await self._announce()
 
     async def _internal_failure(self) -> None:
         with contextlib.suppress(Exception):
-            await self._release("labfleet failed running it")
-        async with self.w.sessions() as session:
-            rows = await pipelines.stages(session, self.id)
-            for r in rows:
-                if r.status == RUNNING:
-                    r.status, r.error = FAILED, "internal error in labfleet (see its log)"
-                elif r.status == PENDING:
-                    r.status = SKIPPED
-            await pipelines.update_held(
-                session,
-                pipeline_id=self.id,
-                worker=self.w.name,
-                values={"status": FAILED, "error": "internal error in labfleet", "finished_at": utcnow()},
-            )
-            await session.commit()
+            await self.env.release("labfleet failed running it")
+        await progress.fail_internally(self.sessions, self.id, self.w.name)
 
     async def _announce(self) -> None:
-        async with self.w.sessions() as session:
+        async with self.sessions() as session:
             await pipelines.announce(session, self.w.bus, self.id)
 
-    # -- recovery
-
-    async def _recover(self) -> None:
+    async def _recover(self, running: Stage | None) -> None:
         before = self.previous or "an earlier run of this worker"
         self.say(f"pipeline #{self.id} taken over by {self.w.name}: {before} stopped holding it")
-        async with self.w.sessions() as session:
-            rows = await pipelines.stages(session, self.id)
-            running = next((r for r in rows if r.status == RUNNING), None)
-            if running is not None and running.name == "build" and running.resources.get("build_job"):
-                running.status = PENDING  # the build job is durable: follow it again
-                self.say(f"stage build: following build job #{running.resources['build_job']} again")
-                await session.commit()
-                return
-            await session.commit()
         if running is None:
             return
-        await self._release(f"pipeline #{self.id} interrupted")
+        if running.name == "build" and running.resources.get("build_job"):
+            await progress.follow_build_again(self.sessions, running)
+            self.say(f"stage build: following build job #{running.resources['build_job']} again")
+            return
+        await self.env.release(f"pipeline #{self.id} interrupted")
         reason = (
             f"interrupted: the labfleet process running it ({before}) stopped; "
-            f"retry the stage to run it again"
+            "retry the stage to run it again"
         )
-        async with self.w.sessions() as session:
-            rows = await pipelines.stages(session, self.id)
-            statuses = pipeline_stages.finish([r.status for r in rows], running.position, FAILED)
-            for r, status in zip(rows, statuses, strict=True):
-                r.status = status
-            rows[running.position].error = reason
-            rows[running.position].finished_at = utcnow()
-            rows[running.position].log_end = self.log.size
-            await session.commit()
+        await progress.end(
+            self.sessions, self.id, running.position, StageStatus.failed, error=reason, log_end=self.log.size
+        )
         self.say(f"stage {running.name} failed: {reason}")
 
-    # -- environments
+    # -- what each stage does
 
-    def _environment_request(self) -> EnvironmentCreate:
-        return EnvironmentCreate.model_validate(
-            {
-                "kind": self.kind,
-                "architecture": self.arch,
-                "artifacts": {"build_id": self._build_id},
-                "target": self.spec.get("target", "auto"),
-                "requirements": self.spec.get("requirements") or {},
-                "boot": self.spec.get("boot") or {},
-                "purpose": f"pipeline #{self.id}",
-                "expires_in_s": self.w.settings.environment_hold_s,
-            }
-        )
-
-    @property
-    def _build_id(self) -> int:
-        build = self.spec.get("_build_job")
-        if build is None:
-            raise StageFailed("the build stage has no build job: retry from the build stage")
-        return int(build)
-
-    async def _load_build_id(self) -> None:
-        async with self.w.sessions() as session:
-            p = await pipelines.get(session=session, ident=self.id, refresh=True)
-            if p.build_job_id is not None:
-                self.spec["_build_job"] = p.build_job_id
-
-    async def _new_environment(self, skip: list[int], *, wait: bool = True) -> int:
-        await self._load_build_id()
-        data = self._environment_request()
-        deadline = asyncio.get_running_loop().time() + self.w.settings.resource_wait_s
-        turn = self.w.queue_for(
-            data.model_dump_json(include={"kind", "architecture", "target", "requirements"})
-        )
-        turn.add(self.id)
-        try:
-            return await self._reserve_in_turn(data, skip, turn, wait=wait, deadline=deadline)
-        finally:
-            turn.discard(self.id)
-
-    async def _reserve_in_turn(
-        self, data: EnvironmentCreate, skip: list[int], turn: set[int], *, wait: bool, deadline: float
-    ) -> int:
-        """Pipelines asking for the same thing are served oldest first: a younger one tries only
-        when no older one is waiting for it (in this process)."""
-        loop = asyncio.get_running_loop()
-        waiting_said = None
-        while True:
-            if wait and min(turn) < self.id:
-                if waiting_said is None:
-                    waiting_said = f"behind pipeline #{min(turn)}"
-                    self.say(
-                        f"waiting behind older pipelines asking for the same target (#{min(turn)} first)"
-                    )
-                await asyncio.sleep(self.w.settings.resource_retry_s / 3)
-                if loop.time() > deadline:
-                    raise StageFailed(
-                        f"no {self.kind} target came free within {self.w.settings.resource_wait_s:g} s"
-                    )
-                continue
-            try:
-                async with self.w.sessions() as session:
-                    env = await environments.create(
-                        session=session, actor=self.actor, data=data, pipeline_id=self.id, skip=tuple(skip)
-                    )
-                    ok = await pipelines.update_held(
-                        session, pipeline_id=self.id, worker=self.w.name, values={"environment_id": env.id}
-                    )
-                    if not ok:
-                        raise LeaseLost(f"pipeline {self.id}: no longer held by {self.w.name}")
-                    await session.commit()
-                    self.env_id = env.id
-                    where = await environments.names(session, env)
-                warned = f"; warnings: {'; '.join(env.warnings)}" if env.warnings else ""
-                held = where[0] or where[1]
-                self.say(f"environment #{env.id}: reserved {held}, reservation #{env.reservation_id}{warned}")
-                return env.id
-            except Unavailable as exc:
-                if not wait:
-                    raise
-                why = _why_not_now(exc)
-                if waiting_said != why:
-                    self.say(f"waiting for a {KINDS[self.kind].noun}: {why}")
-                    waiting_said = why
-                if loop.time() > deadline:
-                    raise StageFailed(
-                        f"no {self.kind} target came free within {self.w.settings.resource_wait_s:g} s: "
-                        f"{exc.message}"
-                    ) from exc
-                await asyncio.sleep(self.w.settings.resource_retry_s)
-            except Invalid as exc:
-                raise StageFailed(f"{exc.message} ({exc.field})" if exc.field else exc.message) from exc
-
-    async def _holding_env(self) -> int | None:
-        if self.env_id is None:
-            return None
-        async with self.w.sessions() as session:
-            env = await environments.get(session=session, ident=self.env_id, refresh=True)
-            return env.id if env.status in ENV_HOLDING else None
-
-    async def _release(self, reason: str) -> None:
-        env_id = await self._holding_env()
-        if env_id is not None:
-            await self.w.provisioner.teardown(env_id, self.say, reason=reason)
-
-    async def _provision(self, stage_id: int, *, deploy: bool, boot: bool) -> dict[str, Any]:
-        """Deploy and/or boot on the pipeline's environment, moving to another resource when
-        the one in use fails its health check."""
-        env_id = await self._holding_env()
-        if env_id is None:
-            env_id = await self._new_environment([])
-            deploy = True
-        failed: list[int] = []
-        while True:
-            env = await self._env_facts(env_id)
-            resources = await self._set_resources(stage_id, environment=env_id, **env["names"])
-            try:
-                if deploy:
-                    await self.w.provisioner.deploy(env_id, self.say)
-                if boot:
-                    await self.w.provisioner.boot(env_id, self.say, self.log.write)
-                return resources
-            except ProvisionFailed as exc:
-                healthy = await self.w.provisioner.check_resource(env_id, self.say)
-                await self.w.provisioner.teardown(
-                    env_id, self.say, reason=f"provisioning failed: {exc.message}"
-                )
-                if healthy:
-                    raise StageFailed(
-                        f"{exc.message} ({exc.resource} passed its health check: the artifacts or the "
-                        "boot settings are at fault)"
-                    ) from exc
-                failed.append(env["resource_id"])
-                tried = [*resources.get("failed_resources", []), exc.resource]
-                await self._set_resources(stage_id, failed_resources=tried)
-                if self.spec.get("target", "auto") != "auto":
-                    raise StageFailed(f"{exc.message}; the target was named, so no other is tried") from exc
-                if len(failed) >= self.w.settings.max_resources:
-                    raise StageFailed(f"{exc.message}; {len(failed)} resources failed in all") from exc
-                self.say(f"{exc.resource} failed its health check: provisioning on another resource")
-                try:
-                    env_id = await self._new_environment(failed, wait=False)
-                except (Unavailable, StageFailed) as other:
-                    raise StageFailed(f"{exc.message}; no alternative resource: {other.message}") from exc
-                deploy = True
-
-    async def _env_facts(self, env_id: int) -> dict[str, Any]:
-        async with self.w.sessions() as session:
-            env = await environments.get(session=session, ident=env_id)
-            host, board = await environments.names(session, env)
-            names = {k: v for k, v in (("host", host), ("board", board)) if v}
-            if env.domain_name:
-                names["domain"] = env.domain_name
-            return {"names": names, "resource_id": env.host_id or env.board_id or 0}
-
-    # -- the stages
+    async def _work(
+        self, name: str, stage_id: int, attempt: int, resources: dict[str, Any]
+    ) -> dict[str, Any]:
+        work = {"build": self._build, "deploy": self._deploy, "boot": self._boot, "test": self._test}[name]
+        return await work(stage_id, attempt, resources)
 
     async def _build(self, stage_id: int, attempt: int, resources: dict[str, Any]) -> dict[str, Any]:
-        job_id = resources.get("build_job")
-        if job_id is not None:
-            async with self.w.sessions() as session:
-                job = await builds.get(session=session, ident=int(job_id), refresh=True)
-                if job.status in (BUILD_FAILED, BUILD_CANCELLED):
-                    job_id = None  # a retry builds again
-        if job_id is None:
-            async with self.w.sessions() as session:
-                job = await builds.submit(
-                    session=session,
-                    actor=self.actor,
-                    policy=self.w.build_policy,
-                    data=pipelines.build_request(await pipelines.get(session=session, ident=self.id)),
-                )
-                job_id = job.id
-                if not await pipelines.update_held(
-                    session, pipeline_id=self.id, worker=self.w.name, values={"build_job_id": job.id}
-                ):
-                    raise LeaseLost(f"pipeline {self.id}: no longer held")
-                await session.commit()
-                builds.announce(self.w.bus, job)
-            self.say(f"submitted build job #{job_id}")
-        self.spec["_build_job"] = int(job_id)
-        await self._set_resources(stage_id, build_job=int(job_id))
-        try:
-            status = await self._follow_build(int(job_id))
-        except asyncio.CancelledError:
-            if self.cancelled_by is not None:  # a cancel of the pipeline, not this worker stopping
-                with contextlib.suppress(Exception):
-                    async with self.w.sessions() as session:
-                        await builds.cancel(session=session, actor=self.actor, ident=int(job_id))
-                        await session.commit()
-            raise
-        async with self.w.sessions() as session:
-            job = await builds.get(session=session, ident=int(job_id), refresh=True)
-            server = (await builds.server_names(session)).get(job.build_server_id or 0)
-            if job.resolved_commit:
-                await pipelines.update_held(
-                    session,
-                    pipeline_id=self.id,
-                    worker=self.w.name,
-                    values={"resolved_commit": job.resolved_commit},
-                )
-            await session.commit()
-        out = {"build_job": job.id, "build_server": server, "commit": job.resolved_commit}
-        if status != BUILD_SUCCEEDED:
-            await self._set_resources(stage_id, **out)
-            raise StageFailed(f"build job #{job.id} {status}: {job.failure_reason}")
-        return out
-
-    async def _follow_build(self, job_id: int) -> str:
-        offset = 0
-        while True:
-            async for item in build_logs.follow(
-                sessions=self.w.sessions, bus=self.w.bus, job_id=job_id, offset=offset
-            ):
-                if isinstance(item, build_logs.Piece):
-                    self.log.write(item.data.decode("utf-8", "replace"))
-                    offset = item.offset + len(item.data)
-                elif isinstance(item, build_logs.End):
-                    return item.status
-            # The follower lagged: go on from where we are.
+        return await self.build.run(stage_id, resources)
 
     async def _deploy(self, stage_id: int, attempt: int, resources: dict[str, Any]) -> dict[str, Any]:
-        await self._release("deploying afresh")
-        await self._new_environment([])
-        return await self._provision(stage_id, deploy=True, boot=False)
+        await self.env.release("deploying afresh")
+        await self.env.new([])
+        return await self.env.provision(stage_id, deploy=True, boot=False, console_log=self.log.write)
 
     async def _boot(self, stage_id: int, attempt: int, resources: dict[str, Any]) -> dict[str, Any]:
-        env_id = await self._holding_env()
-        if env_id is None:
+        held = await self.env.holding()
+        if held is None:
             self.say("the environment was released since the deploy stage: deploying again first")
-        return await self._provision(stage_id, deploy=env_id is None, boot=True)
+        return await self.env.provision(stage_id, deploy=held is None, boot=True, console_log=self.log.write)
 
     async def _test(self, stage_id: int, attempt: int, resources: dict[str, Any]) -> dict[str, Any]:
-        env_id = await self._holding_env()
-        ready = False
-        if env_id is not None:
-            async with self.w.sessions() as session:
-                ready = (await environments.get(session=session, ident=env_id)).status == ENV_READY
-        if not ready:
+        env_id = await self.env.ready()
+        if env_id is None:
             self.say(
                 "no booted environment (it was released when the pipeline stopped): deploying and booting"
             )
-            resources = await self._provision(stage_id, deploy=True, boot=True)
-            env_id = self.env_id
+            resources = await self.env.provision(stage_id, deploy=True, boot=True, console_log=self.log.write)
+            env_id = self.env.env_id
         assert env_id is not None
         cases = [TestCase.model_validate(c) for c in self.spec.get("tests", [])]
-        failed: list[str] = []
+
+        async def record(outcome: Outcome) -> None:
+            await progress.record_test(self.sessions, self.id, stage_id, attempt, outcome)
+            await self._announce()
+
         console = await self.w.provisioner.console(env_id)
         async with console:
-            for position, case in enumerate(cases):
-                self.say(f"test {case.name}: $ {case.command}")
-                started = utcnow()
-                exit_status: int | None
-                try:
-                    result = await console.run(case.command, timeout=case.timeout_s)
-                    exit_status, output = result.exit_status, result.output
-                except DeviceError as exc:
-                    exit_status, output = None, exc.message
-                    with contextlib.suppress(DeviceError):
-                        await console.write(b"\x03\n", timeout=5)  # interrupt it, get a prompt back
-                if output:
-                    self.log.write(output if output.endswith("\n") else output + "\n")
-                status = PASSED if exit_status == 0 else FAILED
-                verdict = "PASS" if status == PASSED else "FAIL"
-                self.say(f"test {case.name}: {verdict} (exit status {exit_status})")
-                if status != PASSED:
-                    failed.append(case.name)
-                await self._record(stage_id, attempt, position, case, status, exit_status, output, started)
+            failed = await run_tests(console, cases, say=self.say, write=self.log.write, record=record)
         if failed:
             raise StageFailed(f"{len(failed)} of {len(cases)} test(s) failed: {', '.join(failed)}")
         return {**resources, "tests": len(cases)}
-
-    async def _record(
-        self,
-        stage_id: int,
-        attempt: int,
-        position: int,
-        case: TestCase,
-        status: str,
-        exit_status: int | None,
-        output: str,
-        started: datetime,
-    ) -> None:
-        async with self.w.sessions() as session:
-            session.add(
-                TestResult(
-                    pipeline_id=self.id,
-                    stage_id=stage_id,
-                    attempt=attempt,
-                    position=position,
-                    name=case.name,
-                    command=case.command,
-                    status=status,
-                    exit_status=exit_status,
-                    output=output[-65536:],
-                    started_at=started,
-                    finished_at=utcnow(),
-                )
-            )
-            await session.commit()
-        await self._announce()

@@ -19,7 +19,7 @@ from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.flashing import FlashWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
-from labfleet.engine.pipelines import PipelineSettings, PipelineWorker
+from labfleet.engine.pipelines import PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts import service as artifacts
@@ -37,6 +37,7 @@ from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
 from labfleet.services.health.build_servers import HealthPolicy
 from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
 from labfleet.services.health.probes import LiveProbe, NoProbe, live_probe
+from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess, Hardware
 from labfleet.services.power.service import PowerPolicy

@@ -104,12 +104,15 @@ class Provisioner:
         """A health check of the environment's host or board; whether it passed."""
         return await (await self.target(env_id)).check(env_id, say)
 
-    async def teardown(self, env_id: int, say: Say = quiet, *, reason: str) -> None:
-        """Remove what was deployed and give back what was held; safe to repeat."""
+    async def teardown(self, env_id: int, say: Say = quiet, *, reason: str, error: str | None = None) -> None:
+        """Remove what was deployed and give back what was held; safe to repeat. With ``error``
+        the environment ends ``failed`` with it, in the same write that says it holds nothing."""
         # What cannot be reached is said; what the environment held is given back regardless.
         await (await self.target(env_id)).teardown(env_id, say)
         async with self.sessions() as session:
             env = await self.record.load(session, env_id)
+            if error is not None:
+                environments.mark_failed(env, error)
             await environments.mark_released(session=session, env=env, reason=reason)
             await session.commit()
             environments.announce(self.bus, env)

@@ -284,3 +284,27 @@ def add_step(env: Environment, step: str, status: str, **extra: Any) -> None:
 claim = repo.claim_environment
 beat = repo.beat_environment
 expired_ready = repo.expired_ready
+
+
+# -- the worker's ends (engine/environments.py)
+
+
+async def expire(session: AsyncSession, now: datetime) -> list[int]:
+    """Ready standalone environments past their expiry, asked to be released; flushes."""
+    due = await repo.expired_ready(session, now=now)
+    for ident in due:
+        env = await get(session=session, ident=ident)
+        env.status, env.release_reason = ENV_RELEASING, "expired"
+    await session.flush()
+    return due
+
+
+async def provisioned(session: AsyncSession, env_id: int) -> None:
+    """Ready: the worker's lease is given up (nothing runs on it until it is released); flushes."""
+    env = await get(session=session, ident=env_id, refresh=True)
+    env.lease_owner = env.lease_expires_at = None
+    await session.flush()
+
+
+def mark_failed(env: Environment, reason: str) -> None:
+    env.status, env.error = ENV_FAILED, reason

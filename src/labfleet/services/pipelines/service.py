@@ -30,7 +30,7 @@ from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core import audit
 from labfleet.services.core.events import EventBus
 from labfleet.services.environments.kinds import KINDS
-from labfleet.services.pipelines import stages as pipeline_stages
+from labfleet.services.pipelines import progress
 
 OBJECT_TYPE = "pipeline"
 LOG_READ_LIMIT = 1024 * 1024
@@ -259,9 +259,7 @@ async def cancel(*, session: AsyncSession, actor: Actor, ident: int) -> Pipeline
     _may_change(actor, p)
     now = utcnow()
     if p.status == QUEUED:
-        rows = await stages(session, ident)
-        for row, status in zip(rows, pipeline_stages.cancel([r.status for r in rows]), strict=True):
-            row.status = status
+        progress.cancel(await stages(session, ident))
         p.status = CANCELLED
         p.finished_at = now
         p.error = f"cancelled by {actor.name} before it started"
@@ -291,11 +289,7 @@ async def retry(*, session: AsyncSession, actor: Actor, ident: int, stage: str) 
     _may_change(actor, p)
     if p.status in ACTIVE:
         raise Conflict(f"pipeline #{ident} is still {p.status}; retry a stage once it has stopped")
-    rows = await stages(session, ident)
-    _, statuses = pipeline_stages.retry_from([r.status for r in rows], stage)
-    for row, status in zip(rows, statuses, strict=True):
-        if status == PENDING and row.status != PENDING:
-            row.status, row.error, row.finished_at = PENDING, None, None
+    progress.retry_from(await stages(session, ident), stage)
     p.status = QUEUED
     p.error = None
     p.finished_at = None
