@@ -12,6 +12,7 @@ from labfleet.schemas.boards import BoardCreate
 from labfleet.schemas.build_servers import BuildServerCreate
 from labfleet.schemas.hosts import HostCreate
 from labfleet.schemas.query import LabelFilter, ListQuery
+from labfleet.schemas.wiring import CommandFlash, SiteFlash, SitePower
 from tests.factories import board, build_server, host
 
 
@@ -106,15 +107,40 @@ def test_addresses_are_normalized() -> None:
 @pytest.mark.parametrize(
     ("power", "field"),
     [
-        ({"driver": "pdudaemon", "url": "http://p:16421", "pdu": "p"}, "power.pdudaemon.outlet"),
-        ({"driver": "usb-hub", "host": "hub.lab", "location": "1-1", "port": 0}, "power.usb-hub.port"),
-        ({"driver": "smoke-signals"}, "power"),
+        ({"driver": "pdudaemon", "url": "http://p:16421", "pdu": "p"}, "power.outlet"),
+        ({"driver": "usb-hub", "host": "hub.lab", "location": "1-1", "port": 0}, "power.port"),
+        ({"driver": "command", "on": "relay on", "off": "relay off", "colour": "red"}, "power.colour"),
+        ({"url": "http://p:16421", "pdu": "p", "outlet": 1}, "power.driver"),
+        ({"driver": 7}, "power.driver"),
+        ({"driver": "smoke-signals", "host": "not a host"}, "power.host"),
+        ("pdudaemon", "power"),
     ],
 )
-def test_power_wiring_is_checked_per_driver(power: dict[str, Any], field: str) -> None:
+def test_power_wiring_is_checked_per_driver(power: Any, field: str) -> None:
+    # The path names the field as it was sent, without the driver's name in it.
     with pytest.raises(ValidationError) as info:
         BoardCreate.model_validate(board(power=power))
     assert error_fields(info.value) == [field]
+
+
+def test_flash_wiring_is_checked_per_driver() -> None:
+    with pytest.raises(ValidationError) as info:
+        BoardCreate.model_validate(board(flash={"driver": "dd", "host": "mux-1", "device": "sdb"}))
+    assert error_fields(info.value) == ["flash.device"]
+
+
+def test_any_other_driver_is_a_sites_with_its_parameters_as_sent() -> None:
+    # Whether it is installed, and what its parameters must be, is for the service to say.
+    power = {"driver": "snmp-pdu", "community": "lab", "outlet": "3", "host": "pdu-1.lab", "ssh_port": "2222"}
+    wired = BoardCreate.model_validate(board(power=power)).power
+    assert isinstance(wired, SitePower)
+    assert (wired.driver, wired.host, wired.ssh_port, wired.ssh_user) == ("snmp-pdu", "pdu-1.lab", 2222, None)
+    assert wired.model_extra == {"community": "lab", "outlet": "3"}
+    flash = BoardCreate.model_validate(board(flash={"driver": "uuu", "usb": "1:2"})).flash
+    assert isinstance(flash, SiteFlash) and flash.model_extra == {"usb": "1:2"}
+    # A built-in's name always gets the built-in's own model.
+    built_in = BoardCreate.model_validate(board(flash={"driver": "command", "write": "w {image}"})).flash
+    assert isinstance(built_in, CommandFlash)
 
 
 def test_a_board_needs_a_way_in() -> None:

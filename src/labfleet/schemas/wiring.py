@@ -1,15 +1,22 @@
-"""How a board is wired: console, power control and flash station, one model per driver.
+"""How a board is wired: console, power control and flash station, one model per built-in driver.
 
-Each driver's parameters are validated by its own model, chosen by ``driver``, so a
-missing or wrong parameter is named precisely (``power.outlet``, ``flash.device``).
+A wiring's model is chosen by its ``driver``. A built-in driver's parameters are
+validated by its own model, so a missing or wrong one is named precisely
+(``power.outlet``, ``flash.device``). Any other name is a site's driver (an entry point):
+``SitePower`` / ``SiteFlash`` carry its parameters as they were sent, and the service
+that stores the wiring, which knows the drivers installed, checks them against the
+driver's own (``services/inventory/wiring.py``). A built-in driver without a model here
+is accepted the same way.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic.config import JsonDict
 
 from labfleet.schemas.common import Address, Port, Secret, Strict
 from labfleet.schemas.ssh import UserName
@@ -55,6 +62,57 @@ class _OverSsh(_Wiring):
     ssh_user: UserName = "root"
 
 
+DriverName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class SiteDriver(_Wiring):
+    """A driver a site installed: its name, its own parameters as further fields, checked
+    against the driver's when the wiring is stored, and where it runs its tools."""
+
+    model_config = ConfigDict(extra="allow")
+
+    driver: DriverName
+    host: Address | None = Field(
+        default=None,
+        description="A controller host, reached over SSH, where the driver runs its commands; "
+        "without one they run on the labfleet host.",
+    )
+    ssh_port: Port | None = Field(default=None, description="22 unless given.")
+    ssh_user: UserName | None = Field(default=None, description="root unless given.")
+
+
+def _names(model: type[_Wiring]) -> tuple[str, ...]:
+    return get_args(model.model_fields["driver"].annotation)
+
+
+def _site_driver(group: str, models: UnionType) -> Any:
+    """The ``driver`` field of a site's wiring: an entry point of ``group``, none of the built-ins."""
+    names: list[JsonValue] = [name for model in get_args(models) for name in sorted(_names(model))]
+    not_built_in: JsonDict = {"not": {"enum": names}}
+    description = f"The name of the driver's entry point in {group}."
+    return Field(description=description, json_schema_extra=not_built_in)
+
+
+def _by_driver(models: UnionType, site: type[SiteDriver]) -> BeforeValidator:
+    """Validates a wiring with the model of its driver: a built-in's own, else ``site``.
+
+    Choosing the model here rather than by a tagged union keeps the driver's name out of
+    the errors' paths: a missing outlet is ``power.outlet``, where it was left out.
+    """
+    chosen: dict[str, type[_Wiring]] = {name: model for model in get_args(models) for name in _names(model)}
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, _Wiring):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("a wiring is an object: its driver and the driver's parameters")
+        driver = value.get("driver")
+        model = chosen.get(driver, site) if isinstance(driver, str) else site
+        return model.model_validate(value)
+
+    return BeforeValidator(validate)
+
+
 class PduDaemonPower(_Wiring):
     driver: Literal["pdudaemon"]
     url: Annotated[str, StringConstraints(pattern=r"^https?://")] = Field(
@@ -94,9 +152,16 @@ class CommandPower(_Wiring):
     state: Command | None = Field(default=None, description="Prints 'on' or 'off'.")
 
 
-PowerConfig = Annotated[
-    PduDaemonPower | UsbHubPower | GpioRelayPower | CommandPower, Field(discriminator="driver")
-]
+_BuiltInPower = PduDaemonPower | UsbHubPower | GpioRelayPower | CommandPower
+
+
+class SitePower(SiteDriver):
+    """A power driver a site installed; its parameters are further fields."""
+
+    driver: DriverName = _site_driver("labfleet.power_drivers", _BuiltInPower)
+
+
+PowerConfig = Annotated[_BuiltInPower | SitePower, _by_driver(_BuiltInPower, SitePower)]
 
 
 class BlockDeviceFlash(_OverSsh):
@@ -135,7 +200,13 @@ class CommandFlash(_Wiring):
     version: Command | None = Field(default=None, description="Prints the running firmware version.")
 
 
-FlashConfig = Annotated[
-    BlockDeviceFlash | FastbootFlash | DfuFlash | OpenOcdFlash | CommandFlash,
-    Field(discriminator="driver"),
-]
+_BuiltInFlash = BlockDeviceFlash | FastbootFlash | DfuFlash | OpenOcdFlash | CommandFlash
+
+
+class SiteFlash(SiteDriver):
+    """A flash driver a site installed; its parameters are further fields."""
+
+    driver: DriverName = _site_driver("labfleet.flash_drivers", _BuiltInFlash)
+
+
+FlashConfig = Annotated[_BuiltInFlash | SiteFlash, _by_driver(_BuiltInFlash, SiteFlash)]

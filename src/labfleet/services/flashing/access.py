@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +16,11 @@ from typing import Any, Protocol
 from labfleet.db.models import Board
 from labfleet.hw.commands import CommandRunner, LocalRunner
 from labfleet.hw.console import ConsoleProtocol
-from labfleet.hw.flash import (
-    FileTransfer,
-    FlashDeps,
-    FlashDriver,
-    FlashProtocol,
-    build_flash,
-    with_site_drivers,
-)
+from labfleet.hw.flash import FileTransfer, FlashDeps, FlashDriver, FlashProtocol, build_flash
 from labfleet.hw.power import PowerProtocol
 from labfleet.hw.ssh import SshPool, SshRunner
 from labfleet.secretbox import SecretBox
+from labfleet.services.inventory.wiring import flash_drivers
 from labfleet.services.power.access import BoardWiring, DeviceAccess
 from labfleet.services.power.wiring import controller_runner, open_secret, unconfigured, usable_wiring
 
@@ -67,11 +60,6 @@ class FlashHardware(Protocol):
     def console(self, wiring: BoardWiring) -> ConsoleProtocol | None:
         """The board's console, not yet open; None when it has none."""
         ...
-
-
-@functools.cache
-def _drivers() -> Mapping[str, FlashDriver]:
-    return with_site_drivers()
 
 
 def _transfer(runner: SshRunner) -> FileTransfer:
@@ -124,7 +112,7 @@ class FlashAccess:
                 if runner is None
                 else FlashDeps(runner=runner, transfer=_transfer(runner))
             )
-            drivers = self._drivers if self._drivers is not None else _drivers()
+            drivers = self._drivers if self._drivers is not None else flash_drivers()
             return build_flash(wiring.flash_driver, params, deps, drivers=drivers)
 
     def power(self, wiring: BoardWiring) -> PowerProtocol:

@@ -16,7 +16,7 @@ from labfleet.schemas.query import ListQuery
 from labfleet.schemas.wiring import FlashConfig, PowerConfig
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import common as inventory
-from labfleet.services.inventory import credentials
+from labfleet.services.inventory import credentials, wiring
 from labfleet.services.inventory.registration import RegistrationValidator
 from labfleet.services.reservations import service as reservations
 
@@ -69,16 +69,27 @@ def _set_ssh(board: Board, secrets: SecretBox, ssh: BoardSshIn) -> None:
     )
 
 
-def _set_power(board: Board, secrets: SecretBox, power: PowerConfig) -> None:
+def _checked_wiring(data: BoardCreate | BoardUpdate, name: str) -> dict[str, dict[str, Any]]:
+    """The parameters to store of the power and flash wiring ``data`` sends, checked against
+    their drivers before anything changes (``Invalid`` naming ``power.<param>``, ``flash.<param>``)."""
+    params: dict[str, dict[str, Any]] = {}
+    if data.power is not None:
+        params["power"] = wiring.power_params(data.power)
+    if data.flash is not None:
+        params["flash"] = wiring.flash_params(data.flash, board=name)
+    return params
+
+
+def _set_power(board: Board, secrets: SecretBox, power: PowerConfig, params: dict[str, Any]) -> None:
     board.power_driver = power.driver
-    board.power_params = power.model_dump(exclude={"driver", "secret"}, mode="json")
+    board.power_params = params
     if power.secret is not None:
         board.power_secret = credentials.seal(secrets, **power.secret.model_dump())
 
 
-def _set_flash(board: Board, secrets: SecretBox, flash: FlashConfig) -> None:
+def _set_flash(board: Board, secrets: SecretBox, flash: FlashConfig, params: dict[str, Any]) -> None:
     board.flash_driver = flash.driver
-    board.flash_params = flash.model_dump(exclude={"driver", "secret"}, mode="json")
+    board.flash_params = params
     if flash.secret is not None:
         board.flash_secret = credentials.seal(secrets, **flash.secret.model_dump())
 
@@ -95,6 +106,7 @@ async def register(
     await inventory.ensure_unique(
         BOARDS, session=session, values={"name": data.name, "serial_number": data.serial_number}
     )
+    params = _checked_wiring(data, data.name)
     facts = await inventory.validated(
         BOARDS, validator.board(data), field="console_url" if data.console_url else "ssh"
     )
@@ -115,9 +127,9 @@ async def register(
         _set_ssh(board, secrets, data.ssh)
         board.ssh_host_key = facts.host_key
     if data.power is not None:
-        _set_power(board, secrets, data.power)
+        _set_power(board, secrets, data.power, params["power"])
     if data.flash is not None:
-        _set_flash(board, secrets, data.flash)
+        _set_flash(board, secrets, data.flash, params["flash"])
     return await inventory.save_new(BOARDS, session=session, actor=actor, obj=board)
 
 
@@ -144,6 +156,7 @@ async def update(
     before = _snapshot(board)
     sent = inventory.changed_fields(data)
     await inventory.ensure_unique(BOARDS, session=session, values=sent, exclude_id=ident)
+    params = _checked_wiring(data, data.name or board.name)
     inventory.assign(
         board, sent, ("name", "board_type", "serial_number", "console_url", "firmware_version", "description")
     )
@@ -152,9 +165,9 @@ async def update(
     if data.ssh is not None:
         _set_ssh(board, secrets, data.ssh)
     if data.power is not None:
-        _set_power(board, secrets, data.power)
+        _set_power(board, secrets, data.power, params["power"])
     if data.flash is not None:
-        _set_flash(board, secrets, data.flash)
+        _set_flash(board, secrets, data.flash, params["flash"])
     if data.peripherals is not None:
         _sync_peripherals(board, data.peripherals)
     if data.labels is not None:

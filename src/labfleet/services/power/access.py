@@ -7,7 +7,6 @@ for site commands, pyserial for consoles), and unit tests give fakes of their ow
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -18,9 +17,10 @@ import httpx
 from labfleet.db.models import Board
 from labfleet.hw.commands import CommandRunner, LocalRunner
 from labfleet.hw.console import ConsolePort, ConsoleProtocol, SerialConsole
-from labfleet.hw.power import PowerDeps, PowerDriver, PowerProtocol, build_power, with_site_drivers
+from labfleet.hw.power import PowerDeps, PowerDriver, PowerProtocol, build_power
 from labfleet.hw.ssh import SshPool
 from labfleet.secretbox import SecretBox
+from labfleet.services.inventory.wiring import power_drivers
 from labfleet.services.power.wiring import controller_runner, open_secret, unconfigured, usable_wiring
 
 
@@ -59,11 +59,6 @@ class Hardware(Protocol):
         ...
 
 
-@functools.cache
-def _drivers() -> Mapping[str, PowerDriver]:
-    return with_site_drivers()
-
-
 class DeviceAccess:
     """The real ``Hardware``; ``async with`` it: it owns the HTTP client and SSH pool its drivers use."""
 
@@ -100,7 +95,7 @@ class DeviceAccess:
         with usable_wiring(wiring.name, "power", wiring.power_driver):
             secret = open_secret(self._secrets, wiring.power_secret)
             deps = PowerDeps(runner=self._runner(wiring.power_params, secret), http=self._client(secret))
-            drivers = self._drivers if self._drivers is not None else _drivers()
+            drivers = self._drivers if self._drivers is not None else power_drivers()
             return build_power(wiring.power_driver, wiring.power_params, deps, drivers=drivers)
 
     def console(self, wiring: BoardWiring) -> ConsoleProtocol | None:
