@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from labfleet.errors import LabfleetError
-from labfleet.services.environments import service as environments
-from labfleet.services.environments.provisioning import Provisioner
 from labfleet.services.environments.targets.base import ProvisionFailed, Say
 
 
@@ -37,14 +35,22 @@ class Placement(Protocol):
         ...
 
 
-async def resource_of(provisioner: Provisioner, env_id: int) -> int:
-    async with provisioner.sessions() as session:
-        env = await environments.get(session=session, ident=env_id)
-        return env.host_id or env.board_id or 0
+class Provisions(Protocol):
+    """What provisioning needs (``provisioning.Provisioner``)."""
+
+    async def deploy(self, env_id: int, say: Say) -> None: ...
+
+    async def boot(self, env_id: int, say: Say, console_log: Say) -> None: ...
+
+    async def check_resource(self, env_id: int, say: Say) -> bool: ...
+
+    async def teardown(self, env_id: int, say: Say, *, reason: str) -> None: ...
+
+    async def resource_id(self, env_id: int) -> int: ...
 
 
 async def provision(
-    provisioner: Provisioner,
+    provisioner: Provisions,
     env_id: int,
     placement: Placement,
     *,
@@ -67,7 +73,7 @@ async def provision(
             return env_id
         except ProvisionFailed as exc:
             healthy = await provisioner.check_resource(env_id, say)
-            resource = await resource_of(provisioner, env_id)
+            resource = await provisioner.resource_id(env_id)
             await provisioner.teardown(env_id, say, reason=f"provisioning failed: {exc.message}")
             if healthy:
                 raise GaveUp(

@@ -100,6 +100,12 @@ class Provisioner:
         """The environment's console, not yet open."""
         return await (await self.target(env_id)).console(env_id, log)
 
+    async def resource_id(self, env_id: int) -> int:
+        """The id of the host or board the environment is placed on."""
+        async with self.sessions() as session:
+            env = await self.record.load(session, env_id)
+            return env.host_id or env.board_id or 0
+
     async def check_resource(self, env_id: int, say: Say = quiet) -> bool:
         """A health check of the environment's host or board; whether it passed."""
         return await (await self.target(env_id)).check(env_id, say)
