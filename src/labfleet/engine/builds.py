@@ -30,28 +30,18 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from labfleet.errors import DeviceError
-from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import BuildJobStatus
 from labfleet.secretbox import SecretBox
-from labfleet.services.artifacts import service as artifacts
 from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds import BuildJob
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
+from labfleet.services.builds.attempt import BuildAttempts, Stopped
 from labfleet.services.builds.logs import JobLog
 from labfleet.services.builds.queue import worker_id
-from labfleet.services.builds.run import (
-    BuildFailed,
-    BuildPlan,
-    BuildResult,
-    BuildRun,
-    SshPool,
-    choose_toolchain,
-)
+from labfleet.services.builds.run import BuildResult
 from labfleet.services.core.events import EventBus, Subscription
 from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
-from labfleet.services.inventory import credentials
 
 log = logging.getLogger(__name__)
 
@@ -66,42 +56,12 @@ async def _forward(wake: asyncio.Event, keeper: LeaseKeeper) -> None:
         keeper.wake()
 
 
-class _Stop(Exception):
-    """Why a run was stopped from outside: a cancel, a lost lease, the worker stopping."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
 @dataclass
 class _Running:
     job: BuildJob
     task: asyncio.Task[None]
     wake: asyncio.Event
-    stop: _Stop | None = None
-
-
-class _Tracker:
-    def __init__(self, sessions: Sessions, job_id: int, worker: str) -> None:
-        self._sessions = sessions
-        self._job_id = job_id
-        self._worker = worker
-
-    async def remote(self, workspace: str | None, group: str | None) -> None:
-        async with self._sessions() as session:
-            await build_queue.set_remote(
-                session=session, job_id=self._job_id, worker=self._worker, workspace=workspace, group=group
-            )
-            await session.commit()
-
-    async def commit(self, commit: str) -> None:
-        async with self._sessions() as session:
-            await build_queue.set_commit(
-                session=session, job_id=self._job_id, worker=self._worker, commit=commit
-            )
-            await session.commit()
+    stop: Stopped | None = None
 
 
 class BuildWorker:
@@ -130,6 +90,9 @@ class BuildWorker:
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._recovered_at = 0.0
+        self._attempts = BuildAttempts(
+            sessions=sessions, secrets=secrets, store=store, policy=policy, worker=self.name
+        )
 
     # -- the loop
 
@@ -226,7 +189,7 @@ class BuildWorker:
 
     async def _stop_all(self) -> None:
         for running in self._running.values():
-            running.stop = _Stop("shutdown", f"labfleet worker {self.name} stopped; requeued")
+            running.stop = Stopped("shutdown", f"labfleet worker {self.name} stopped; requeued")
             running.task.cancel()
         tasks = [r.task for r in self._running.values()]
         if tasks:
@@ -243,13 +206,13 @@ class BuildWorker:
         self._announce(job)
         try:
             outcome = await self._attempt(job, joblog, wake, scratch)
-            await self._conclude(job, joblog, outcome)
+            await self._attempts.conclude(job, joblog, outcome)
         except LeaseLost as exc:
             log.warning("%s", exc)
         except Exception:
             log.exception("build job %s: the worker failed", job.id)
             with contextlib.suppress(Exception):
-                await self._end(
+                await self._attempts.end(
                     job,
                     joblog,
                     BuildJobStatus.failed,
@@ -267,7 +230,7 @@ class BuildWorker:
         self, job: BuildJob, joblog: JobLog, wake: asyncio.Event, scratch: Path
     ) -> BuildResult | BaseException:
         """Run the build beside its heartbeat; returns the result or what ended it."""
-        run_task = asyncio.create_task(self._build(job, joblog, scratch), name=f"build-{job.id}-run")
+        run_task = asyncio.create_task(self._attempts.run(job, joblog, scratch), name=f"build-{job.id}-run")
         keeper = self._keeper(job, run_task)
         beat_task = asyncio.create_task(keeper.run(), name=f"build-{job.id}-beat")
         waker = asyncio.create_task(_forward(wake, keeper), name=f"build-{job.id}-wake")
@@ -281,7 +244,7 @@ class BuildWorker:
                 if current is None or not current.cancelling():
                     raise
                 # The worker itself is being cancelled (engine stopping).
-                stop = _Stop("shutdown", f"labfleet worker {self.name} stopped; requeued")
+                stop = Stopped("shutdown", f"labfleet worker {self.name} stopped; requeued")
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 current.uncancel()  # handled: the job is concluded below, not abandoned
@@ -295,46 +258,6 @@ class BuildWorker:
             beat_task.cancel()
             waker.cancel()
             await asyncio.gather(beat_task, waker, return_exceptions=True)
-
-    async def _build(self, job: BuildJob, joblog: JobLog, scratch: Path) -> BuildResult:
-        async with self._sessions() as session:
-            found = await build_queue.server_and_toolchains(
-                session=session, server_id=job.build_server_id, architecture=job.architecture
-            )
-        if found is None:
-            raise BuildFailed("its build server was removed")
-        server, chains = found
-        target = credentials.ssh_target(self._secrets, server)
-        hostname = server.hostname
-        plan = BuildPlan(
-            job_id=job.id,
-            attempt=job.attempt,
-            repository_url=job.repository_url,
-            branch=job.branch,
-            commit=job.requested_commit,
-            command=job.command,
-            defconfig=job.defconfig,
-            make_target=job.make_target,
-            artifacts=list(job.artifact_specs),
-            timeout_s=float(job.timeout_s),
-            toolchain=choose_toolchain(job.architecture, chains),
-            previous_workspace=job.workspace,
-            previous_group=job.remote_group,
-        )
-        joblog.note(f"attempt {job.attempt} of build job {job.id} on {hostname}, worker {self.name}")
-        await joblog.flush()  # stored at once: a follower that connects now finds it there
-        # A connection of its own: a build holds its SSH session for as long as it runs, and
-        # sshd allows only so many sessions per connection (MaxSessions, 10 by default).
-        async with SshPool() as pool:
-            run = BuildRun(
-                pool=pool,
-                target=target,
-                plan=plan,
-                log=joblog,
-                scratch=scratch,
-                tracker=_Tracker(self._sessions, job.id, self.name),
-            )
-            return await run.run()
 
     def _keeper(self, job: BuildJob, run_task: asyncio.Task[BuildResult]) -> LeaseKeeper:
         """The build's lease: a lost lease or a cancel stops the run (its clean-up kills the remote group)."""
@@ -351,7 +274,7 @@ class BuildWorker:
                     by = (fresh.cancel_requested_by if fresh is not None else None) or "request"
             return Renewal(held=held, cancel_requested_by=by)
 
-        def stop(why: _Stop) -> None:
+        def stop(why: Stopped) -> None:
             running = self._running.get(job.id)
             if running is not None and running.stop is None:
                 running.stop = why
@@ -362,93 +285,9 @@ class BuildWorker:
             renew=renew,
             lease_seconds=self._policy.lease_seconds,
             heartbeat_seconds=self._policy.heartbeat_seconds,
-            on_lost=lambda: stop(_Stop("lost", f"worker {self.name} lost the lease")),
-            on_cancel=lambda by: stop(_Stop("cancel", f"cancelled by {by}")),
+            on_lost=lambda: stop(Stopped("lost", f"worker {self.name} lost the lease")),
+            on_cancel=lambda by: stop(Stopped("cancel", f"cancelled by {by}")),
         )
-
-    async def _conclude(self, job: BuildJob, joblog: JobLog, outcome: BuildResult | BaseException) -> None:
-        if isinstance(outcome, BuildResult):
-            await self._succeed(job, joblog, outcome)
-        elif isinstance(outcome, _Stop):
-            if outcome.kind == "cancel":
-                joblog.note(f"{outcome.reason}: the remote process group was killed")
-                await self._end(job, joblog, BuildJobStatus.cancelled, outcome.reason)
-            elif outcome.kind == "shutdown":
-                joblog.note(outcome.reason)
-                await self._requeue(job, joblog, outcome.reason)
-            else:
-                log.warning("build job %s: %s; leaving it to its new holder", job.id, outcome.reason)
-        elif isinstance(outcome, LeaseLost):
-            raise outcome
-        elif isinstance(outcome, BuildFailed):
-            joblog.note(f"failed: {outcome.message}")
-            await self._end(job, joblog, BuildJobStatus.failed, outcome.message)
-        elif isinstance(outcome, DeviceError):
-            reason = f"the build server could not be used: {outcome.message}"
-            joblog.note(reason)
-            if job.attempt >= self._policy.max_attempts:
-                await self._end(
-                    job,
-                    joblog,
-                    BuildJobStatus.failed,
-                    f"{reason}; all {self._policy.max_attempts} attempts used",
-                )
-            else:
-                await self._requeue(job, joblog, reason)
-        elif isinstance(outcome, Exception):
-            log.error("build job %s failed unexpectedly", job.id, exc_info=outcome)
-            joblog.note(f"labfleet failed while running the build: {outcome}")
-            await self._end(
-                job, joblog, BuildJobStatus.failed, f"labfleet failed while running the build: {outcome}"
-            )
-        else:
-            raise outcome
-
-    async def _succeed(self, job: BuildJob, joblog: JobLog, result: BuildResult) -> None:
-        blobs = []
-        for f in result.files:
-            blobs.append((f, await self._store.put_file(f.path, expected=f.sha256)))
-        joblog.note(f"succeeded: {len(blobs)} artifact(s) stored")
-        await joblog.flush()
-        async with self._sessions() as session:
-            done = await build_queue.finish_held(
-                session=session, job_id=job.id, worker=self.name, status=BuildJobStatus.succeeded
-            )
-            if not done:
-                raise LeaseLost(f"build job {job.id}: lost the lease before recording its success")
-            fresh = await build_queue.job(session=session, job_id=job.id)
-            assert fresh is not None
-            for f, blob in blobs:
-                await artifacts.record_artifact(
-                    session=session,
-                    build_job=fresh,
-                    sha256=blob.sha256,
-                    size=blob.size,
-                    name=f.name,
-                    type=f.type,
-                    actor=SYSTEM,
-                )
-            await session.commit()
-        # A retention run that started before these rows existed may have freed a blob of the
-        # same content in between: put back any that went missing (the files are still here).
-        for f, blob in blobs:
-            if not await self._store.exists(blob.sha256):
-                await self._store.put_file(f.path, expected=f.sha256)
-
-    async def _end(self, job: BuildJob, joblog: JobLog, status: str, reason: str) -> None:
-        await joblog.flush()
-        async with self._sessions() as session:
-            if not await build_queue.finish_held(
-                session=session, job_id=job.id, worker=self.name, status=status, failure_reason=reason
-            ):
-                raise LeaseLost(f"build job {job.id}: lost the lease before recording {status}")
-            await session.commit()
-
-    async def _requeue(self, job: BuildJob, joblog: JobLog, reason: str) -> None:
-        await joblog.flush()
-        async with self._sessions() as session:
-            await build_queue.release_held(session=session, job_id=job.id, worker=self.name, reason=reason)
-            await session.commit()
 
     def _announce(self, job: BuildJob) -> None:
         builds.announce(self._bus, job)

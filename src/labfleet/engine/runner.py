@@ -131,6 +131,14 @@ class Engine:
             await self._stack.aclose()
             raise
         self.provisioner = self._provisioner_given or await self._provisioner()
+        self._make_workers()
+        self._tasks = self._loops()
+        log.info("engine started: build worker %s", self.worker.name)
+        return self
+
+    def _make_workers(self) -> None:
+        """The workers that use the provisioner: pipelines, environments; and the flash worker."""
+        s = self._settings
         self.pipelines = PipelineWorker(
             sessions=self._sessions,
             bus=self._bus,
@@ -148,7 +156,14 @@ class Engine:
             secrets=self._secrets,
             policy=s.flash,
         )
-        self._tasks = [
+
+    def _loops(self) -> list[asyncio.Task[None]]:
+        """Every worker and periodic sweep of this process, each a task of its own."""
+        s = self._settings
+        assert self.worker is not None
+        assert self.health is not None
+        assert self.resource_health is not None
+        return [
             asyncio.create_task(self.worker.run(), name="build-worker"),
             asyncio.create_task(self.flasher.run(), name="flash-worker"),
             asyncio.create_task(self.pipelines.run(), name="pipeline-worker"),
@@ -182,8 +197,6 @@ class Engine:
                 name="power-actions",
             ),
         ]
-        log.info("engine started: build worker %s", self.worker.name)
-        return self
 
     async def _provisioner(self) -> Provisioner:
         """Deployments reach devices whatever ``device_checks`` says: that is their job."""

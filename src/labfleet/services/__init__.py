@@ -1,7 +1,7 @@
 """Use cases, one package per capability, built on one another one way (import-linter):
 
-    pipelines > environments > flashing | health > power > inventory
-              > reservations | builds | artifacts > core
+    pipelines > environments > flashing | health > power | builds > inventory
+              > reservations > artifacts > core
 
 Each package uses the same few names for the same roles:
 
