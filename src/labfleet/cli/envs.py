@@ -14,8 +14,8 @@ from labfleet.cli import output
 from labfleet.cli.build_follow import INTERRUPTED
 from labfleet.cli.build_view import short_when, show_decision, status_of
 from labfleet.cli.client import Client, err
+from labfleet.cli.env_view import ENV_PATH, ENV_SETTLED, env_target, env_warnings, step_line
 from labfleet.cli.inventory import JsonFlag, client_of
-from labfleet.cli.pipeline_view import ENV_PATH, ENV_SETTLED, env_target, env_warnings, step_line
 
 app = typer.Typer(
     help="Environments: a VM or board with a build deployed and booted; create, list, show, release.",
