@@ -69,9 +69,9 @@ from labfleet.services.flashing.service import (
 )
 from labfleet.services.power import records as board_records
 from labfleet.services.power.access import BoardWiring
+from labfleet.services.power.announce import topic as board_topic
 from labfleet.services.power.cycle import CyclePlan, Step, run_cycle
 from labfleet.services.power.service import BOOT_PATTERN_LABEL
-from labfleet.services.power.service import topic as board_topic
 
 log = logging.getLogger(__name__)
 

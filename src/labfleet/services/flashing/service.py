@@ -47,8 +47,8 @@ from labfleet.schemas.flashing import FlashRequest
 from labfleet.services.core import audit
 from labfleet.services.core.events import EventBus
 from labfleet.services.power import records as board_records
+from labfleet.services.power.announce import topic as board_topic
 from labfleet.services.power.service import DEFAULT_BOOT_PATTERN
-from labfleet.services.power.service import topic as board_topic
 from labfleet.services.power.wiring import unconfigured
 from labfleet.services.reservations import service as reservations
 
