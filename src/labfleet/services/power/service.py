@@ -52,12 +52,10 @@ from labfleet.db.models import Board, PowerAction
 from labfleet.db.models.power import CYCLE, OFF, ON, RUNNING, STATE
 from labfleet.db.repositories import locks as locks_repo
 from labfleet.db.repositories import power as repo
-from labfleet.errors import Conflict, DeviceError, Invalid
+from labfleet.errors import DeviceError, Invalid
 from labfleet.hw.power import PowerProtocol, PowerState
 from labfleet.schemas.auth import Actor
-from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.power import PowerCycleIn
-from labfleet.services.core import audit
 from labfleet.services.core.device_locks import device_lock
 from labfleet.services.core.events import EventBus
 from labfleet.services.inventory import boards
@@ -67,18 +65,14 @@ from labfleet.services.power.announce import announce, topic
 from labfleet.services.power.cycle import CyclePlan, Sleep, Step, run_cycle
 from labfleet.services.power.ending import record_end, record_interrupted
 from labfleet.services.power.outcome import Outcome, Work, controller_failed, cycle_outcome
+from labfleet.services.power.starting import add_running, audit_asked, refuse_if_barred, with_last_switch
 
 log = logging.getLogger(__name__)
 
 RESOURCE_KIND = board_records.RESOURCE_KIND
-OBJECT_TYPE = "power-action"
 BOOT_PATTERN_LABEL = "boot-pattern"
 # A login prompt, or a shell prompt at the end of what the console printed.
 DEFAULT_BOOT_PATTERN = r"(?m)(login: *$|[#$] $)"
-_REFUSING = {
-    BoardStatus.flashing: "it is being flashed",
-    BoardStatus.decommissioned: "it is decommissioned",
-}
 _ABANDONED = "no result: the labfleet process running it stopped before it finished"
 
 
@@ -283,28 +277,11 @@ async def _begin(
     detail: dict[str, Any],
 ) -> PowerAction:
     """Check the board may be acted on, then commit its action as running."""
-    status = await repo.board_status(session, board.id)
-    refusal = _REFUSING.get(BoardStatus(status)) if status is not None else None
-    if refusal is not None:
-        raise Conflict(f"board {board.name} refuses power actions: {refusal}", field="status")
+    await refuse_if_barred(session, board)
     now = utcnow()
-    await recover_stale(session=session, now=now)
-    # The board's lock is ours: a running action of it left behind is nobody's any more.
-    holders = None if locks_repo.uses_advisory_locks(session) else [process_name()]
-    await repo.fail_running(
-        session, reason=_ABANDONED, now=now, board_id=board.id, past_deadline=False, holders=holders
-    )
+    await _fail_left_behind(session, board, now)
     if action == STATE:
-        last = await repo.last_switched(session, board.id)
-        if last is not None:
-            detail = {
-                **detail,
-                "last_switched": {
-                    "action": last.id,
-                    "power_state": last.power_state,
-                    "at": (last.finished_at or last.started_at).isoformat(),
-                },
-            }
+        detail = await with_last_switch(session, board, detail)
     row = PowerAction(
         board_id=board.id,
         action=action,
@@ -318,34 +295,23 @@ async def _begin(
         max_attempts=max_attempts,
         detail=detail,
     )
-    if not await repo.add_running(session, row):
-        other = await repo.running_for(session, board.id)
-        doing = (
-            f"power {other.action} #{other.id} by {other.requested_by} since {other.started_at:%H:%M:%S} UTC"
-            if other is not None
-            else "another power action"
-        )
-        raise Conflict(f"board {board.name} is busy: {doing} is running; try again when it has finished")
+    await add_running(session, board, row)
     if action != STATE:
         # A read changes nothing. A switch or a cycle is audited as it is asked, committed with
         # its running row before the device is touched, so it is on record however it ends.
-        await audit.record(
-            session=session,
-            actor=actor,
-            action=f"power-{action}",
-            object_type=OBJECT_TYPE,
-            object_id=row.id,
-            display=f"power {action} #{row.id} of board {board.name}",
-            after={
-                "board_id": row.board_id,
-                "action": row.action,
-                "status": row.status,
-                "max_attempts": row.max_attempts,
-                "detail": row.detail,
-            },
-        )
+        await audit_asked(session, actor, board, row)
     await session.commit()
     return row
+
+
+async def _fail_left_behind(session: AsyncSession, board: Board, now: datetime) -> None:
+    """Fail the actions stopped processes left running: any past its deadline, and the board's own."""
+    await recover_stale(session=session, now=now)
+    # The board's lock is ours: a running action of it left behind is nobody's any more.
+    holders = None if locks_repo.uses_advisory_locks(session) else [process_name()]
+    await repo.fail_running(
+        session, reason=_ABANDONED, now=now, board_id=board.id, past_deadline=False, holders=holders
+    )
 
 
 # -- the cycle asked for
