@@ -29,11 +29,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from labfleet.db.base import utcnow
-from labfleet.db.models import FlashJob
+from labfleet.db.models import Board, FlashJob
 from labfleet.db.models.flashing import (
     FAILED,
     FLASH,
@@ -247,13 +250,28 @@ class JobRun(ImageWriting):
 
     async def _conclude(self, state: BoardState, verdict: _Verdict) -> FlashJob | None:
         job = self.job
-        board = state.board
         now = utcnow()
+        values = self._final_values(verdict, now)
+        async with self.sessions() as session:
+            if not await repo.finish(session, job_id=job.id, worker=self.worker, values=values):
+                log.warning(
+                    "flash job %s ended after its lease was taken over; its result is dropped", job.id
+                )
+                return None
+            await self._settle_board(session, state.board, verdict, now)
+            await session.commit()
+            finished = await repo.get(session, job.id)
+        assert finished is not None
+        announce(self.bus, finished)
+        return finished
+
+    def _final_values(self, verdict: _Verdict, now: datetime) -> dict[str, Any]:
+        """The job's row as it ends: its status, the progress it reached and its steps."""
         self._note("end", verdict.status, error=verdict.error)
         phase, done, total = self._progress
         if verdict.status == SUCCEEDED:
-            done = total = job.artifact_size
-        values: dict[str, Any] = {
+            done = total = self.job.artifact_size
+        return {
             "status": verdict.status,
             "error": verdict.error,
             "finished_at": now,
@@ -262,54 +280,51 @@ class JobRun(ImageWriting):
             "bytes_total": total,
             "detail": self._detail(),
         }
-        async with self.sessions() as session:
-            if not await repo.finish(session, job_id=job.id, worker=self.worker, values=values):
-                log.warning(
-                    "flash job %s ended after its lease was taken over; its result is dropped", job.id
-                )
-                return None
-            board_values: dict[str, Any] = {"status": verdict.board_status or job.previous_status}
-            # Known good means seen booting: a flash without a boot check (a pipeline's, whose
-            # boot stage checks it) leaves that to whoever saw it boot (``record_known_good``).
-            known_good = verdict.firmware and job.boot_check
-            if verdict.firmware:
-                board_values["firmware_version"] = job.target_version
-            if known_good:
-                board_values["known_good_artifact_id"] = job.artifact_id
-            before = await repo.set_board(
-                session, board_id=board.id, values=board_values, when_status=BoardStatus.flashing.value
+
+    async def _settle_board(
+        self, session: AsyncSession, board: Board, verdict: _Verdict, now: datetime
+    ) -> None:
+        """The board after the job: its status (and firmware, known-good image), its alert, the audit."""
+        job = self.job
+        board_values: dict[str, Any] = {"status": verdict.board_status or job.previous_status}
+        # Known good means seen booting: a flash without a boot check (a pipeline's, whose
+        # boot stage checks it) leaves that to whoever saw it boot (``record_known_good``).
+        known_good = verdict.firmware and job.boot_check
+        if verdict.firmware:
+            board_values["firmware_version"] = job.target_version
+        if known_good:
+            board_values["known_good_artifact_id"] = job.artifact_id
+        before = await repo.set_board(
+            session, board_id=board.id, values=board_values, when_status=BoardStatus.flashing.value
+        )
+        if known_good and job.artifact_id is not None:
+            await hold_known_good(session, board.id, job.artifact_id)
+        await repo.let_go(session, holder_kind=repo.JOB_HOLDER, holder_id=job.id)
+        await _flash_alert(session, board, verdict, now)
+        if before is not None:
+            await board_records.audit_update(
+                session=session,
+                actor=Actor(name=job.requested_by, role=SYSTEM.role, team=job.team),
+                board_id=board.id,
+                name=board.name,
+                before={"status": before, "firmware_version": board.firmware_version},
+                after={k: v for k, v in board_values.items() if k != "known_good_artifact_id"},
             )
-            if known_good and job.artifact_id is not None:
-                await hold_known_good(session, board.id, job.artifact_id)
-            await repo.let_go(session, holder_kind=repo.JOB_HOLDER, holder_id=job.id)
-            actor = Actor(name=job.requested_by, role=SYSTEM.role, team=job.team)
-            if verdict.alert is not None:
-                await board_records.raise_alert(
-                    session=session,
-                    board_id=board.id,
-                    kind=FLASH_FAILED,
-                    severity="critical",
-                    message=verdict.alert,
-                    now=now,
-                )
-            elif verdict.status == SUCCEEDED:
-                await board_records.resolve_alert(
-                    session=session, board_id=board.id, kind=FLASH_FAILED, now=now
-                )
-            if before is not None:
-                await board_records.audit_update(
-                    session=session,
-                    actor=actor,
-                    board_id=board.id,
-                    name=board.name,
-                    before={"status": before, "firmware_version": board.firmware_version},
-                    after={k: v for k, v in board_values.items() if k != "known_good_artifact_id"},
-                )
-            await session.commit()
-            finished = await repo.get(session, job.id)
-        assert finished is not None
-        announce(self.bus, finished)
-        return finished
+
+
+async def _flash_alert(session: AsyncSession, board: Board, verdict: _Verdict, now: datetime) -> None:
+    """A failed board gets a critical ``flash-failed`` alert; a success resolves it."""
+    if verdict.alert is not None:
+        await board_records.raise_alert(
+            session=session,
+            board_id=board.id,
+            kind=FLASH_FAILED,
+            severity="critical",
+            message=verdict.alert,
+            now=now,
+        )
+    elif verdict.status == SUCCEEDED:
+        await board_records.resolve_alert(session=session, board_id=board.id, kind=FLASH_FAILED, now=now)
 
 
 def _after_success(job: FlashJob) -> str:
