@@ -92,38 +92,13 @@ async def _answered(
     if await _resolve(session, target, UNREACHABLE, now):
         resolved.append(UNREACHABLE)
     temp = reading.temperature_c
-    level = None
-    if temp is not None:
-        level = "critical" if temp >= target.critical_c else "warning" if temp >= target.warning_c else "ok"
+    level = _temperature_level(target, temp)
     if level in ("warning", "critical"):
-        limit = target.critical_c if level == "critical" else target.warning_c
-        consequence = ""
-        if before in _JUDGED:
-            consequence = "; it is offline" if level == "critical" else "; it is degraded"
-        await alerts.raise_alert(
-            session=session,
-            resource_kind=RESOURCE_KIND,
-            resource_id=target.board_id,
-            kind=TEMPERATURE,
-            severity=level,
-            message=f"board {target.name}: {temp:g} °C, at or above its {level} threshold of "
-            f"{limit:g} °C{consequence}",
-            now=now,
-        )
+        await _temperature_alert(session, target, temp, level, before, now)
         raised.append(TEMPERATURE)
     elif level == "ok" and await _resolve(session, target, TEMPERATURE, now):
         resolved.append(TEMPERATURE)
-
-    wanted = {"critical": _OFFLINE, "warning": _DEGRADED, "ok": _ONLINE}.get(level or "")
-    if wanted is None:
-        wanted = _ONLINE if before == _OFFLINE else before
-    status = before
-    if (
-        before in _JUDGED
-        and wanted != before
-        and await repo.set_status(session, board_id=target.board_id, status=wanted, when_in=_JUDGED)
-    ):
-        status = wanted
+    status = await _judged_status(session, target, level, before)
     return CheckResult(
         board_id=target.board_id,
         name=target.name,
@@ -138,6 +113,46 @@ async def _answered(
         resolved=tuple(resolved),
         recovery=recovery.action_id if recovery else None,
     )
+
+
+def _temperature_level(target: Target, temp: float | None) -> str | None:
+    """``ok``, ``warning`` or ``critical`` against the board's thresholds; None when not known."""
+    if temp is None:
+        return None
+    return "critical" if temp >= target.critical_c else "warning" if temp >= target.warning_c else "ok"
+
+
+async def _temperature_alert(
+    session: AsyncSession, target: Target, temp: float | None, level: str, before: str, now: datetime
+) -> None:
+    limit = target.critical_c if level == "critical" else target.warning_c
+    consequence = ""
+    if before in _JUDGED:
+        consequence = "; it is offline" if level == "critical" else "; it is degraded"
+    await alerts.raise_alert(
+        session=session,
+        resource_kind=RESOURCE_KIND,
+        resource_id=target.board_id,
+        kind=TEMPERATURE,
+        severity=level,
+        message=f"board {target.name}: {temp:g} °C, at or above its {level} threshold of "
+        f"{limit:g} °C{consequence}",
+        now=now,
+    )
+
+
+async def _judged_status(session: AsyncSession, target: Target, level: str | None, before: str) -> str:
+    """The status the temperature asks for, where a check may move the board; else the one it has."""
+    wanted = {"critical": _OFFLINE, "warning": _DEGRADED, "ok": _ONLINE}.get(level or "")
+    if wanted is None:
+        wanted = _ONLINE if before == _OFFLINE else before
+    if (
+        before in _JUDGED
+        and wanted != before
+        and await repo.set_status(session, board_id=target.board_id, status=wanted, when_in=_JUDGED)
+    ):
+        return wanted
+    return before
 
 
 async def _unanswered(
