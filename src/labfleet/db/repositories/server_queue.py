@@ -39,6 +39,34 @@ async def claim_for_server(
     job it may run is taken: one placed on it, or an ``auto`` one whose architecture it has
     a toolchain for. The job is then placed on it.
     """
+    slots = await _server_slots(session, server_id=server_id, disk_critical_gb=disk_critical_gb)
+    if slots is None:
+        return None
+    running = await session.scalar(
+        select(func.count()).where(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
+    )
+    if (running or 0) >= slots:
+        return None
+    target = await _next_job(session, server_id=server_id, architectures=architectures)
+    if target is None:
+        return None
+    values = {
+        **claim_values(worker=worker, lease_seconds=lease_seconds, now=now),
+        "build_server_id": server_id,
+    }
+    stmt = (
+        update(BuildJob)
+        .where(BuildJob.id == target, BuildJob.status == QUEUED)
+        .values(values)
+        .returning(BuildJob.id)
+        .execution_options(**_NO_SYNC)
+    )
+    claimed = (await session.execute(stmt)).scalar_one_or_none()
+    return None if claimed is None else await load_job(session, claimed)
+
+
+async def _server_slots(session: AsyncSession, *, server_id: int, disk_critical_gb: float) -> int | None:
+    """Write the server's row if it takes builds; its ``max_concurrent_builds``, or None if it takes none."""
     takes_builds = (
         update(BuildServer)
         .where(
@@ -51,41 +79,23 @@ async def claim_for_server(
         .returning(BuildServer.max_concurrent_builds)
         .execution_options(**_NO_SYNC)
     )
-    slots = (await session.execute(takes_builds)).scalar_one_or_none()
-    if slots is None:
-        return None
-    running = await session.scalar(
-        select(func.count()).where(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
-    )
-    if (running or 0) >= slots:
-        return None
+    slots: int | None = (await session.execute(takes_builds)).scalar_one_or_none()
+    return slots
+
+
+async def _next_job(session: AsyncSession, *, server_id: int, architectures: Collection[str]) -> Any:
+    """The best queued job the server may run: on PostgreSQL its id, the row locked (None when
+    there is none); on SQLite, which holds the write lock already, a subquery for it."""
     # Placed on it, or submitted for it alone (and waiting while it was unavailable).
     mine = or_(BuildJob.build_server_id == server_id, BuildJob.server_choice == str(server_id))
     portable = and_(BuildJob.server_choice == "auto", BuildJob.architecture.in_(list(architectures)))
     eligible = [BuildJob.status == QUEUED, BuildJob.cancel_requested_at.is_(None), or_(mine, portable)]
     order = (BuildJob.priority.desc(), BuildJob.queued_at, BuildJob.id)
-    values = {
-        **claim_values(worker=worker, lease_seconds=lease_seconds, now=now),
-        "build_server_id": server_id,
-    }
     pick = select(BuildJob.id).where(*eligible).order_by(*order).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-        job_id = (await session.execute(pick)).scalar_one_or_none()
-        if job_id is None:
-            return None
-        target: Any = job_id
-    else:
-        target = pick.scalar_subquery()
-    stmt = (
-        update(BuildJob)
-        .where(BuildJob.id == target, BuildJob.status == QUEUED)
-        .values(values)
-        .returning(BuildJob.id)
-        .execution_options(**_NO_SYNC)
-    )
-    claimed = (await session.execute(stmt)).scalar_one_or_none()
-    return None if claimed is None else await load_job(session, claimed)
+        return (await session.execute(pick)).scalar_one_or_none()
+    return pick.scalar_subquery()
 
 
 async def requeue_server(
