@@ -30,7 +30,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from typer.testing import CliRunner
 
 from labfleet.cli.main import app
-from labfleet.cli.pipeline_view import PlanError, Progress, exit_code, load_plan, plan_body, report
+from labfleet.cli.pipeline_progress import Progress
+from labfleet.cli.pipeline_report import report
+from labfleet.cli.pipeline_view import exit_code
+from labfleet.cli.plan_file import PlanError, load_plan, plan_body
 from labfleet.schemas.common import StatusOut
 from labfleet.schemas.enums import (
     EnvironmentStatus,

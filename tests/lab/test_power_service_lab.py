@@ -27,9 +27,11 @@ from labfleet.schemas.power import PowerCycleIn
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import boards
 from labfleet.services.inventory.registration import InputOnly
+from labfleet.services.power import history as power_history
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess
-from labfleet.services.power.service import POWER_CONTROLLER, PowerPolicy
+from labfleet.services.power.ending import POWER_CONTROLLER
+from labfleet.services.power.service import PowerPolicy
 from tests.lab.conftest import VirtualLab, on
 
 pytestmark = pytest.mark.lab
@@ -120,7 +122,7 @@ async def test_a_power_cycle_through_pdudaemon_is_watched_on_the_console_and_rec
     assert cycled.detail["attempts"][0]["seen"] == board.banner
     assert powered(lab, board.name)
 
-    total, rows = await power.history(session=session, board_id=row.id)
+    total, rows = await power_history.history(session=session, board_id=row.id)
     assert total == 3
     assert [(r.action, r.status, r.requested_by) for r in rows] == [
         ("cycle", "succeeded", "lab-operator"),

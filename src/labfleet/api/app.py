@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -53,8 +53,54 @@ def build_policy(settings: Settings) -> BuildPolicy:
     )
 
 
+# Included in this order, which is the order of the OpenAPI document's paths.
+_ROUTERS = (
+    build_servers_router,
+    hosts_router,
+    boards_router,
+    power.router,
+    flashing.router,
+    builds.router,
+    events.router,
+    reservations.router,
+    pipelines.router,
+    environments.router,
+    lifecycle.router,
+    artifacts.router,
+    tokens.router,
+    audit.router,
+    statuses.router,
+)
+
+
 def create_app(settings: Settings, *, validator: RegistrationValidator | None = None) -> FastAPI:
     """The application for ``settings``; the database must already be migrated."""
+    app = FastAPI(
+        title="labfleet",
+        version=__version__,
+        description="Control plane for embedded and kernel test labs.",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        lifespan=_lifespan(settings, validator),
+        generate_unique_id_function=lambda route: route.name,
+    )
+    problems.install(app)
+    # Set here, not in the lifespan, so that an app driven without one (the tests') has them too.
+    app.state.power_policy = policies.power(settings)
+    app.state.flash_policy = policies.flash(settings)
+    _install_openapi(app)
+    for router in _ROUTERS:
+        app.include_router(router, prefix=API)
+    return app
+
+
+def _lifespan(
+    settings: Settings, validator: RegistrationValidator | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the app holds while it serves: the database, secrets, store, bus, device checks and
+    (with ``settings.engine``) the engine; made when it starts, closed when it stops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,59 +115,58 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
             bus = app.state.bus = EventBus()
             stack.push_async_callback(bus.close)
             await bus.connect(settings.effective_database_url)
-            if validator is not None:
-                app.state.validator = validator
-            elif settings.device_checks:
-                app.state.validator = await stack.enter_async_context(device_checks())
-            else:
-                app.state.validator = InputOnly()
-            if settings.device_checks:
-                app.state.probe = await stack.enter_async_context(live_probe())
-            else:
-                app.state.probe = NoProbe()
+            await _open_device_checks(app, stack, settings, validator)
             if settings.engine:
-                app.state.engine = await stack.enter_async_context(
-                    Engine(
-                        sessions=app.state.sessions,
-                        bus=bus,
-                        store=app.state.store,
-                        secrets=app.state.secrets,
-                        settings=EngineSettings(
-                            policy=app.state.policy,
-                            max_builds=settings.max_builds,
-                            retention_interval_s=settings.retention_interval_seconds,
-                            health_interval_s=settings.health_interval_seconds,
-                            health_failure_limit=settings.health_failure_limit,
-                            device_checks=settings.device_checks,
-                            utilization_retention_days=settings.utilization_retention_days,
-                            pipelines=policies.pipelines(settings),
-                            power=app.state.power_policy,
-                            flash=app.state.flash_policy,
-                            provisioning=policies.provision(settings),
-                        ),
-                    )
-                )
+                app.state.engine = await stack.enter_async_context(_engine(app, settings, bus))
             # Everything made so far (modules, app, engine) lives as long as the process:
             # keep it out of the cyclic collector's full passes, which otherwise stall
             # requests for tens of milliseconds.
             gc.freeze()
             yield
 
-    app = FastAPI(
-        title="labfleet",
-        version=__version__,
-        description="Control plane for embedded and kernel test labs.",
-        openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
-        redoc_url=None,
-        swagger_ui_oauth2_redirect_url=None,
-        lifespan=lifespan,
-        generate_unique_id_function=lambda route: route.name,
+    return lifespan
+
+
+async def _open_device_checks(
+    app: FastAPI, stack: AsyncExitStack, settings: Settings, validator: RegistrationValidator | None
+) -> None:
+    """How registration and leaving maintenance ask devices: for real, or trusting the operator."""
+    if validator is not None:
+        app.state.validator = validator
+    elif settings.device_checks:
+        app.state.validator = await stack.enter_async_context(device_checks())
+    else:
+        app.state.validator = InputOnly()
+    if settings.device_checks:
+        app.state.probe = await stack.enter_async_context(live_probe())
+    else:
+        app.state.probe = NoProbe()
+
+
+def _engine(app: FastAPI, settings: Settings, bus: EventBus) -> Engine:
+    return Engine(
+        sessions=app.state.sessions,
+        bus=bus,
+        store=app.state.store,
+        secrets=app.state.secrets,
+        settings=EngineSettings(
+            policy=app.state.policy,
+            max_builds=settings.max_builds,
+            retention_interval_s=settings.retention_interval_seconds,
+            health_interval_s=settings.health_interval_seconds,
+            health_failure_limit=settings.health_failure_limit,
+            device_checks=settings.device_checks,
+            utilization_retention_days=settings.utilization_retention_days,
+            pipelines=policies.pipelines(settings),
+            power=app.state.power_policy,
+            flash=app.state.flash_policy,
+            provisioning=policies.provision(settings),
+        ),
     )
-    problems.install(app)
-    # Set here, not in the lifespan, so that an app driven without one (the tests') has them too.
-    app.state.power_policy = policies.power(settings)
-    app.state.flash_policy = policies.flash(settings)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document, made once, with the problem schemas every error answers with."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -133,22 +178,3 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for router in (
-        build_servers_router,
-        hosts_router,
-        boards_router,
-        power.router,
-        flashing.router,
-        builds.router,
-        events.router,
-        reservations.router,
-        pipelines.router,
-        environments.router,
-        lifecycle.router,
-        artifacts.router,
-        tokens.router,
-        audit.router,
-        statuses.router,
-    ):
-        app.include_router(router, prefix=API)
-    return app

@@ -14,8 +14,8 @@ from labfleet.cli import output
 from labfleet.cli.build_follow import INTERRUPTED
 from labfleet.cli.build_view import short_when, show_decision, status_of
 from labfleet.cli.client import Client, err
+from labfleet.cli.env_view import ENV_PATH, ENV_SETTLED, env_target, env_warnings, step_line
 from labfleet.cli.inventory import JsonFlag, client_of
-from labfleet.cli.pipeline_view import ENV_PATH, ENV_SETTLED, env_target, env_warnings, step_line
 
 app = typer.Typer(
     help="Environments: a VM or board with a build deployed and booted; create, list, show, release.",
@@ -31,67 +31,74 @@ class Kind(StrEnum):
     board = "board"
 
 
+# ``create``'s options, named once here so that its signature stays a line a parameter.
+KindOpt = Annotated[Kind, typer.Option(help="A QEMU VM on a host, or a board.")]
+ArchOpt = Annotated[str, typer.Option(help="Architecture, e.g. x86_64 or arm64.")]
+BuildIdOpt = Annotated[
+    int | None, typer.Option("--build-id", min=1, help="Deploy this build job's artifacts.")
+]
+CommitOpt = Annotated[
+    str | None, typer.Option(help="Deploy the artifacts of a succeeded build of this commit.")
+]
+LatestOpt = Annotated[
+    bool, typer.Option("--latest", help="Deploy the latest succeeded build of --repo's --branch.")
+]
+RepoOpt = Annotated[str | None, typer.Option(help="The repository (with --commit or --latest).")]
+BranchOpt = Annotated[str | None, typer.Option(help="The branch (with --latest).")]
+TargetOpt = Annotated[str, typer.Option(help="auto, or a host's hostname or a board's name.")]
+VcpusOpt = Annotated[int | None, typer.Option(min=1, help="The VM's vCPUs (qemu).")]
+MemoryOpt = Annotated[int | None, typer.Option("--memory-mb", min=64, help="The VM's memory (qemu).")]
+BoardTypeOpt = Annotated[str | None, typer.Option("--board-type", help="Only boards of this type (board).")]
+PeripheralOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="A peripheral the board must have; repeatable (board)."),
+]
+BootPatternOpt = Annotated[
+    str | None, typer.Option("--boot-pattern", help="Regular expression the console shows once booted.")
+]
+BootTimeoutOpt = Annotated[
+    int | None, typer.Option("--boot-timeout", min=1, help="Seconds the boot may take.")
+]
+ExpiresInOpt = Annotated[
+    int | None, typer.Option("--expires-in", help="Seconds until it is released by itself.")
+]
+PurposeOpt = Annotated[str | None, typer.Option(help="What it is for.")]
+ExplainOpt = Annotated[
+    bool, typer.Option("--explain", help="How the target was chosen: candidates, exclusions, scores.")
+]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Wait until it is ready (exit 0) or has failed (exit 1).")
+]
+
+
 @app.command()
 def create(
     ctx: typer.Context,
-    kind: Annotated[Kind, typer.Option(help="A QEMU VM on a host, or a board.")],
-    arch: Annotated[str, typer.Option(help="Architecture, e.g. x86_64 or arm64.")],
-    build_id: Annotated[
-        int | None, typer.Option("--build-id", min=1, help="Deploy this build job's artifacts.")
-    ] = None,
-    commit: Annotated[
-        str | None, typer.Option(help="Deploy the artifacts of a succeeded build of this commit.")
-    ] = None,
-    latest: Annotated[
-        bool, typer.Option("--latest", help="Deploy the latest succeeded build of --repo's --branch.")
-    ] = False,
-    repo: Annotated[str | None, typer.Option(help="The repository (with --commit or --latest).")] = None,
-    branch: Annotated[str | None, typer.Option(help="The branch (with --latest).")] = None,
-    target: Annotated[str, typer.Option(help="auto, or a host's hostname or a board's name.")] = "auto",
-    vcpus: Annotated[int | None, typer.Option(min=1, help="The VM's vCPUs (qemu).")] = None,
-    memory_mb: Annotated[
-        int | None, typer.Option("--memory-mb", min=64, help="The VM's memory (qemu).")
-    ] = None,
-    board_type: Annotated[
-        str | None, typer.Option("--board-type", help="Only boards of this type (board).")
-    ] = None,
-    peripheral: Annotated[
-        list[str] | None, typer.Option(help="A peripheral the board must have; repeatable (board).")
-    ] = None,
-    boot_pattern: Annotated[
-        str | None, typer.Option("--boot-pattern", help="Regular expression the console shows once booted.")
-    ] = None,
-    boot_timeout: Annotated[
-        int | None, typer.Option("--boot-timeout", min=1, help="Seconds the boot may take.")
-    ] = None,
-    expires_in: Annotated[
-        int | None, typer.Option("--expires-in", help="Seconds until it is released by itself.")
-    ] = None,
-    purpose: Annotated[str | None, typer.Option(help="What it is for.")] = None,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="How the target was chosen: candidates, exclusions, scores.")
-    ] = False,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until it is ready (exit 0) or has failed (exit 1).")
-    ] = False,
+    kind: KindOpt,
+    arch: ArchOpt,
+    build_id: BuildIdOpt = None,
+    commit: CommitOpt = None,
+    latest: LatestOpt = False,
+    repo: RepoOpt = None,
+    branch: BranchOpt = None,
+    target: TargetOpt = "auto",
+    vcpus: VcpusOpt = None,
+    memory_mb: MemoryOpt = None,
+    board_type: BoardTypeOpt = None,
+    peripheral: PeripheralOpt = None,
+    boot_pattern: BootPatternOpt = None,
+    boot_timeout: BootTimeoutOpt = None,
+    expires_in: ExpiresInOpt = None,
+    purpose: PurposeOpt = None,
+    explain: ExplainOpt = False,
+    wait: WaitOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an environment: reserve a host or board, deploy a build's artifacts, boot.
 
     Refused when nothing can take it now, with the alternatives and what each lacks.
     """
-    ways = sum((build_id is not None, commit is not None, latest))
-    if ways != 1:
-        raise typer.BadParameter(
-            "give one of --build-id, --commit, or --latest (with --repo and --branch)",
-            param_hint="--build-id/--commit/--latest",
-        )
-    if latest and (repo is None or branch is None):
-        raise typer.BadParameter("--latest needs --repo and --branch", param_hint="--latest")
-    if branch is not None and not latest:
-        raise typer.BadParameter("--branch goes with --latest", param_hint="--branch")
-    if build_id is not None and repo is not None:
-        raise typer.BadParameter("--repo goes with --commit or --latest", param_hint="--repo")
+    _check_which_build(build_id=build_id, commit=commit, latest=latest, repo=repo, branch=branch)
     choice = {
         "build_id": build_id,
         "commit": commit,
@@ -118,6 +125,29 @@ def create(
     }
     api = client_of(ctx)
     env = api.request("POST", ENV_PATH, json=_given(body), params={"explain": explain})
+    _show_created(api, env, explain=explain, wait=wait, as_json=as_json)
+
+
+def _check_which_build(
+    *, build_id: int | None, commit: str | None, latest: bool, repo: str | None, branch: str | None
+) -> None:
+    """One way to say which build, with the options that go with it."""
+    ways = sum((build_id is not None, commit is not None, latest))
+    if ways != 1:
+        raise typer.BadParameter(
+            "give one of --build-id, --commit, or --latest (with --repo and --branch)",
+            param_hint="--build-id/--commit/--latest",
+        )
+    if latest and (repo is None or branch is None):
+        raise typer.BadParameter("--latest needs --repo and --branch", param_hint="--latest")
+    if branch is not None and not latest:
+        raise typer.BadParameter("--branch goes with --latest", param_hint="--branch")
+    if build_id is not None and repo is not None:
+        raise typer.BadParameter("--repo goes with --commit or --latest", param_hint="--repo")
+
+
+def _show_created(api: Client, env: dict[str, Any], *, explain: bool, wait: bool, as_json: bool) -> None:
+    """The environment as created; with ``wait``, as it settles, exiting 0 only if it is ready."""
     if wait:
         if not as_json:
             _print_created(env, explain=explain)

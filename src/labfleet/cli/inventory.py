@@ -55,12 +55,7 @@ def collection_app(*, path: str, noun: str, columns: Sequence[str]) -> typer.Typ
         offset: int = 0,
         as_json: JsonFlag = False,
     ) -> None:
-        params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
-        params += [("status", s) for s in status or ()]
-        params += [("label", lbl) for lbl in label or ()]
-        params += list(pairs.parse(filter_ or (), option="--filter", raw=True).items())
-        if sort:
-            params.append(("sort", sort))
+        params = _list_params(status, label, filter_, sort, limit=limit, offset=offset)
         page = client_of(ctx).request("GET", path, params=params)
         if as_json:
             output.show_json(page)
@@ -84,11 +79,7 @@ def collection_app(*, path: str, noun: str, columns: Sequence[str]) -> typer.Typ
         from_file: Annotated[Path | None, typer.Option(help="JSON object of fields to change.")] = None,
         as_json: JsonFlag = False,
     ) -> None:
-        body = pairs.merge(load_file(from_file), pairs.parse(set_ or (), option="--set"))
-        if label is not None:
-            body["labels"] = pairs.parse(label, option="--label", raw=True)
-        if not body:
-            raise typer.BadParameter("nothing to change", param_hint="--set")
+        body = _update_body(from_file, set_, label)
         show(client_of(ctx).request("PATCH", f"{path}/{ident}", json=body), as_json)
 
     @app.command()
@@ -108,6 +99,35 @@ def collection_app(*, path: str, noun: str, columns: Sequence[str]) -> typer.Typ
     update.__doc__ = f"Change a {noun}'s settings or credentials."
     remove.__doc__ = f"Remove a {noun} from the inventory."
     return app
+
+
+def _list_params(
+    status: list[str] | None,
+    label: list[str] | None,
+    filter_: list[str] | None,
+    sort: str | None,
+    *,
+    limit: int,
+    offset: int,
+) -> list[tuple[str, str | int]]:
+    """The query of a list: paging, then each status, label and field filter, then the sort."""
+    params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
+    params += [("status", s) for s in status or ()]
+    params += [("label", lbl) for lbl in label or ()]
+    params += list(pairs.parse(filter_ or (), option="--filter", raw=True).items())
+    if sort:
+        params.append(("sort", sort))
+    return params
+
+
+def _update_body(from_file: Path | None, set_: list[str] | None, label: list[str] | None) -> dict[str, Any]:
+    """The fields to change: the file's, then each ``--set`` over them; ``--label`` replaces all labels."""
+    body = pairs.merge(load_file(from_file), pairs.parse(set_ or (), option="--set"))
+    if label is not None:
+        body["labels"] = pairs.parse(label, option="--label", raw=True)
+    if not body:
+        raise typer.BadParameter("nothing to change", param_hint="--set")
+    return body
 
 
 def post(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool) -> None:

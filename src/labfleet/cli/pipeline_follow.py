@@ -21,7 +21,9 @@ from labfleet.cli import follow_core, output
 from labfleet.cli.build_view import status_of
 from labfleet.cli.client import Client, Target, err
 from labfleet.cli.follow_core import Followed, Page, Rejoin, fetch
-from labfleet.cli.pipeline_view import FINAL, PATH, Progress, exit_code, report
+from labfleet.cli.pipeline_progress import Progress
+from labfleet.cli.pipeline_report import report
+from labfleet.cli.pipeline_view import FINAL, PATH, exit_code
 
 
 class Sink(follow_core.LogSink):

@@ -15,17 +15,9 @@ from labfleet.cli.build_follow import emit
 from labfleet.cli.build_view import ref_of, short_when, status_of
 from labfleet.cli.inventory import JsonFlag, client_of
 from labfleet.cli.pipeline_follow import follow_and_exit, print_report
-from labfleet.cli.pipeline_view import (
-    PATH,
-    PlanError,
-    created_line,
-    current_stage,
-    load_plan,
-    plan_body,
-    rate_text,
-    tests_summary,
-    took_of,
-)
+from labfleet.cli.pipeline_report import created_line, current_stage, rate_text, tests_summary, took_of
+from labfleet.cli.pipeline_view import PATH
+from labfleet.cli.plan_file import PlanError, load_plan, plan_body
 
 app = typer.Typer(
     help="Pipelines: build, deploy, boot and test (follow live); list, show, cancel, retry, logs, stats.",

@@ -74,21 +74,8 @@ def create(
     if board is not None:
         body["board_id"] = board
     if auto is not None:
-        if arch is None:
-            raise typer.BadParameter("--auto needs --arch", param_hint="--arch")
-        target: dict[str, Any] = {"auto": auto.value, "architecture": arch}
-        if label:
-            target["labels"] = pairs.parse(label, option="--label", raw=True)
-        if auto is Auto.host:
-            target["kvm"] = kvm
-            sizes = (("vcpus", vcpus), ("memory_mb", memory_mb), ("disk_gb", disk_gb))
-            target |= {name: value for name, value in sizes if value}
-        else:
-            if board_type is not None:
-                target["board_type"] = board_type
-            if peripheral:
-                target["peripherals"] = peripheral
-        body["target"] = target
+        sizes = {"vcpus": vcpus, "memory_mb": memory_mb, "disk_gb": disk_gb}
+        body["target"] = _auto_target(auto, arch, kvm, board_type, peripheral, label, sizes)
     # The decision names what was chosen: asked for whenever the choice is printed.
     ask_decision = explain or (auto is not None and not as_json)
     r = client_of(ctx).request("POST", PATH, json=body, params={"explain": ask_decision})
@@ -99,6 +86,32 @@ def create(
         _print_choice(r, explain=explain)
     else:
         _show(r, as_json)
+
+
+def _auto_target(
+    auto: Auto,
+    arch: str | None,
+    kvm: bool,
+    board_type: str | None,
+    peripheral: list[str] | None,
+    label: list[str] | None,
+    sizes: dict[str, float],
+) -> dict[str, Any]:
+    """What ``--auto`` asks labfleet to find: a host of some size, or a board of some kind."""
+    if arch is None:
+        raise typer.BadParameter("--auto needs --arch", param_hint="--arch")
+    target: dict[str, Any] = {"auto": auto.value, "architecture": arch}
+    if label:
+        target["labels"] = pairs.parse(label, option="--label", raw=True)
+    if auto is Auto.host:
+        target["kvm"] = kvm
+        target |= {name: value for name, value in sizes.items() if value}
+    else:
+        if board_type is not None:
+            target["board_type"] = board_type
+        if peripheral:
+            target["peripherals"] = peripheral
+    return target
 
 
 def _print_choice(r: dict[str, Any], *, explain: bool) -> None:

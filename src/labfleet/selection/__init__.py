@@ -39,7 +39,7 @@ from labfleet.selection.explanation import (
     Score,
     ScorePart,
 )
-from labfleet.selection.hosts import (
+from labfleet.selection.host_types import (
     Acceleration,
     HostAlternative,
     HostCandidate,
@@ -49,8 +49,8 @@ from labfleet.selection.hosts import (
     HostUtilization,
     HostWeights,
     architectures_of,
-    select_host,
 )
+from labfleet.selection.hosts import select_host
 
 __all__ = [
     "DEFAULT_DURATION_S",

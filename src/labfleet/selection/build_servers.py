@@ -248,6 +248,10 @@ def _rejection(request: BuildRequest, reports: Sequence[CandidateReport]) -> Rej
     return Rejection(code, f"no server with a toolchain for {arch} has the labels {wanted}")
 
 
+_Ranked = tuple[tuple[bool, float, int, int], CandidateReport, BuildServerCandidate]
+"""A ranked server: its sort key, its report and the candidate."""
+
+
 def select_build_server(
     *,
     request: BuildRequest,
@@ -261,10 +265,37 @@ def select_build_server(
     history = history or EstimateModel()
     normalised = (weights or Weights()).normalised()
     check_unique(candidates, "build server")
+    excluded, eligible, placeable = _sort_out(request, candidates, thresholds, history)
+    ranked = _rank(eligible, thresholds, normalised)
+    reports = _numbered(ranked, excluded)
+    explain = explainer(describe_request(request), normalised, reports)
 
+    if ranked:
+        _, best_report, best = ranked[0]
+        total = best_report.score.total if best_report.score is not None else 0.0
+        if best_report.can_start_now:
+            summary = f"{best.name} chosen: score {total:.3f}, {best.free_slots} free slot(s)"
+            return Decision(best, False, explain(Outcome.assigned, summary, best.id))
+        summary = f"every eligible server is busy; queued on {best.name} (score {total:.3f})"
+        return Decision(best, True, explain(Outcome.queued, summary, best.id))
+    if placeable:
+        summary = "servers support the request but none can take builds now; it waits"
+        return Decision(None, True, explain(Outcome.waiting, summary, None))
+    rejection = _rejection(request, reports)
+    return Decision(None, False, explain(Outcome.rejected, rejection.message, None), rejection)
+
+
+def _sort_out(
+    request: BuildRequest,
+    candidates: Sequence[BuildServerCandidate],
+    thresholds: Thresholds,
+    history: EstimateModel,
+) -> tuple[list[CandidateReport], list[tuple[BuildServerCandidate, Estimate]], bool]:
+    """The excluded (with their reasons), the eligible with their duration estimates, and whether
+    some candidate could take the request once its transient reasons pass."""
     excluded: list[CandidateReport] = []
     eligible: list[tuple[BuildServerCandidate, Estimate]] = []
-    placeable = False  # some candidate could take it once transient reasons pass
+    placeable = False
     for c in candidates:
         if request.server_id is not None and c.id != request.server_id:
             reason = Reason(Exclusion.not_pinned, f"the request is pinned to server {request.server_id}")
@@ -284,29 +315,42 @@ def select_build_server(
             hint_s=request.duration_hint_s,
         )
         eligible.append((c, estimate))
+    return excluded, eligible, placeable
 
-    ranked: list[tuple[tuple[bool, float, int, int], CandidateReport, BuildServerCandidate]] = []
-    if eligible:
-        fastest = min(e.seconds for _, e in eligible)
-        for c, estimate in eligible:
-            lpc = c.load_per_core
-            saturated = lpc is not None and lpc > thresholds.max_load_per_core
-            # A free slot already promised to a queued build is not free for this one.
-            busy = saturated or c.free_slots <= max(c.queued_builds, 0)
-            score = _score(c, estimate, fastest, thresholds, normalised)
-            report = CandidateReport(
-                c.id,
-                c.name,
-                (),
-                _notes(c, thresholds, saturated=saturated, busy=busy),
-                score=score,
-                can_start_now=not busy,
-                estimated_duration_s=round(estimate.seconds, 3),
-            )
-            ranked.append(((busy, -score.total, c.active_builds, c.id), report, c))
-        ranked.sort(key=lambda item: item[0])
 
-    reports = tuple(
+def _rank(
+    eligible: Sequence[tuple[BuildServerCandidate, Estimate]],
+    thresholds: Thresholds,
+    weights: Mapping[str, float],
+) -> list[_Ranked]:
+    """The eligible, scored and sorted: those that can start now first, then by score."""
+    ranked: list[_Ranked] = []
+    if not eligible:
+        return ranked
+    fastest = min(e.seconds for _, e in eligible)
+    for c, estimate in eligible:
+        lpc = c.load_per_core
+        saturated = lpc is not None and lpc > thresholds.max_load_per_core
+        # A free slot already promised to a queued build is not free for this one.
+        busy = saturated or c.free_slots <= max(c.queued_builds, 0)
+        score = _score(c, estimate, fastest, thresholds, weights)
+        report = CandidateReport(
+            c.id,
+            c.name,
+            (),
+            _notes(c, thresholds, saturated=saturated, busy=busy),
+            score=score,
+            can_start_now=not busy,
+            estimated_duration_s=round(estimate.seconds, 3),
+        )
+        ranked.append(((busy, -score.total, c.active_builds, c.id), report, c))
+    ranked.sort(key=lambda item: item[0])
+    return ranked
+
+
+def _numbered(ranked: Sequence[_Ranked], excluded: Sequence[CandidateReport]) -> tuple[CandidateReport, ...]:
+    """Every report, the ranked ones first with their rank."""
+    return tuple(
         [
             CandidateReport(
                 r.id,
@@ -320,20 +364,5 @@ def select_build_server(
             )
             for i, (_, r, _) in enumerate(ranked)
         ]
-        + excluded
+        + list(excluded)
     )
-    explain = explainer(describe_request(request), normalised, reports)
-
-    if ranked:
-        _, best_report, best = ranked[0]
-        total = best_report.score.total if best_report.score is not None else 0.0
-        if best_report.can_start_now:
-            summary = f"{best.name} chosen: score {total:.3f}, {best.free_slots} free slot(s)"
-            return Decision(best, False, explain(Outcome.assigned, summary, best.id))
-        summary = f"every eligible server is busy; queued on {best.name} (score {total:.3f})"
-        return Decision(best, True, explain(Outcome.queued, summary, best.id))
-    if placeable:
-        summary = "servers support the request but none can take builds now; it waits"
-        return Decision(None, True, explain(Outcome.waiting, summary, None))
-    rejection = _rejection(request, reports)
-    return Decision(None, False, explain(Outcome.rejected, rejection.message, None), rejection)

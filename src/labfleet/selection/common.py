@@ -267,28 +267,10 @@ class Allocator(ABC, Generic[C, A, Alt]):
     ) -> tuple[C | None, Explanation, tuple[Alt, ...], Rejection | None]:
         """The fields of the decision: the chosen candidate, explanation, alternatives and rejection."""
         check_unique(candidates, self.kind)
-        # Bound once: these run for every candidate, and there may be thousands.
-        assess, excluded_notes, score_of, rank_key = (
-            self.assess,
-            self.excluded_notes,
-            self.score,
-            self.rank_key,
-        )
+        assess = self.assess  # bound once: it runs for every candidate, and there may be thousands
         assessments = [assess(c) for c in candidates]
         pinned = self.pinned
-        ranked: list[tuple[tuple[Any, ...], A, Score]] = []
-        excluded: list[CandidateReport] = []
-        not_pinned = Reason(Exclusion.not_pinned, f"the request is pinned to {self.kind} {pinned}")
-        for a in assessments:
-            c = a.candidate
-            if pinned is not None and c.id != pinned:
-                excluded.append(CandidateReport(c.id, c.name, (not_pinned,), ()))
-            elif not a.eligible:
-                excluded.append(CandidateReport(c.id, c.name, a.permanent + a.transient, excluded_notes(a)))
-            else:
-                score = score_of(a)
-                ranked.append((rank_key(a, score), a, score))
-        ranked.sort(key=lambda item: item[0])
+        ranked, excluded = self._partition(assessments)
         reports = tuple(
             [
                 CandidateReport(
@@ -323,6 +305,28 @@ class Allocator(ABC, Generic[C, A, Alt]):
             return None, explain(Outcome.unavailable, summary, None), alternatives, None
         rejection = self._rejection(assessments)
         return None, explain(Outcome.rejected, rejection.message, None), alternatives, rejection
+
+    def _partition(
+        self, assessments: Sequence[A]
+    ) -> tuple[list[tuple[tuple[Any, ...], A, Score]], list[CandidateReport]]:
+        """The eligible, scored and sorted by their rank key; the reports of the others."""
+        # Bound once: these run for every candidate, and there may be thousands.
+        excluded_notes, score_of, rank_key = self.excluded_notes, self.score, self.rank_key
+        pinned = self.pinned
+        ranked: list[tuple[tuple[Any, ...], A, Score]] = []
+        excluded: list[CandidateReport] = []
+        not_pinned = Reason(Exclusion.not_pinned, f"the request is pinned to {self.kind} {pinned}")
+        for a in assessments:
+            c = a.candidate
+            if pinned is not None and c.id != pinned:
+                excluded.append(CandidateReport(c.id, c.name, (not_pinned,), ()))
+            elif not a.eligible:
+                excluded.append(CandidateReport(c.id, c.name, a.permanent + a.transient, excluded_notes(a)))
+            else:
+                score = score_of(a)
+                ranked.append((rank_key(a, score), a, score))
+        ranked.sort(key=lambda item: item[0])
+        return ranked, excluded
 
     def _alternatives(self, assessments: Sequence[A], limit: int) -> tuple[Alt, ...]:
         others = [a for a in assessments if a.candidate.id != self.pinned]

@@ -36,9 +36,10 @@ from labfleet.secretbox import SecretBox
 from labfleet.services.core.device_locks import device_lock
 from labfleet.services.inventory import boards
 from labfleet.services.inventory.registration import InputOnly
-from labfleet.services.power import service
+from labfleet.services.power import history, service
 from labfleet.services.power.access import DeviceAccess
-from labfleet.services.power.service import BOOT_FAILED, POWER_CONTROLLER, PowerPolicy
+from labfleet.services.power.ending import BOOT_FAILED, POWER_CONTROLLER
+from labfleet.services.power.service import PowerPolicy
 from tests.power_fakes import BANNER, FakeHardware
 
 BOX = SecretBox(Fernet.generate_key())
@@ -179,7 +180,7 @@ async def test_every_action_is_recorded_with_who_when_and_the_result(session: As
     await service.cycle(session=session, actor=ANA, hardware=hardware, board_id=board.id, policy=POLICY)
     assert outlet.calls == ["on", "off", "off", "on"]
 
-    total, rows = await service.history(session=session, board_id=board.id)
+    total, rows = await history.history(session=session, board_id=board.id)
     assert total == 4
     assert [(r.action, r.requested_by, r.status, r.power_state) for r in rows] == [
         ("cycle", "ana", "succeeded", "on"),
@@ -193,7 +194,7 @@ async def test_every_action_is_recorded_with_who_when_and_the_result(session: As
         assert row.team == ("kernel" if row.requested_by == "ana" else None)
     assert rows[0].boot_seen is True and rows[0].detail["attempts"][0]["seen"] == BANNER
     assert rows[0].detail["boot_pattern"] == BANNER  # the board's boot-pattern label
-    total, page = await service.history(
+    total, page = await history.history(
         session=session, board_id=board.id, actions=["on", "off"], limit=1, offset=1
     )
     assert total == 2 and [r.action for r in page] == ["on"]
@@ -268,7 +269,7 @@ async def test_a_board_being_flashed_or_decommissioned_refuses_power_actions(
         await service.cycle(session=session, actor=ANA, hardware=hardware, board_id=board_id)
     await session.rollback()
     assert outlet.calls == []
-    assert (await service.history(session=session, board_id=board_id))[0] == 0
+    assert (await history.history(session=session, board_id=board_id))[0] == 0
 
 
 async def test_a_board_without_power_wiring_is_a_conflict(session: AsyncSession) -> None:
@@ -410,7 +411,7 @@ async def test_an_action_left_running_past_its_deadline_is_failed_with_the_reaso
         )
     )
     await session.flush()
-    total, rows = await service.history(session=session, board_id=board.id)
+    total, rows = await history.history(session=session, board_id=board.id)
     assert total == 1 and rows[0].status == "failed" and rows[0].finished_at is not None
     assert "stopped before it finished (process gone:1)" in (rows[0].error or "")
 

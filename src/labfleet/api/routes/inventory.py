@@ -49,6 +49,7 @@ def api_base(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}/api/v1"
 
 
+# long: it only declares the five routes, whose parameter types are local to it (see above).
 def inventory_router(
     *,
     path: str,

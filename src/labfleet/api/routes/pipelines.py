@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.api.deps import Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
-from labfleet.db.models import Pipeline
+from labfleet.db.models import Pipeline, PipelineStage, TestResult
 from labfleet.schemas.common import Page, StatusOut
 from labfleet.schemas.enums import PipelineStatus, StageStatus, TestResultStatus
 from labfleet.schemas.pipelines import (
@@ -59,39 +59,39 @@ async def render_pipeline(session: AsyncSession, p: Pipeline, base: str) -> Pipe
         cancel_requested_at=p.cancel_requested_at,
         log_size=p.log_size,
         logs_url=f"{url}/logs",
-        stages=[
-            StageOut(
-                name=s.name,
-                position=s.position,
-                status=StatusOut.of(StageStatus(s.status)),
-                attempt=s.attempt,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                duration_s=(s.finished_at - s.started_at).total_seconds()
-                if s.started_at and s.finished_at
-                else None,
-                error=s.error,
-                resources=s.resources,
-                log_start=s.log_start,
-                log_end=s.log_end,
-            )
-            for s in rows
-        ],
-        tests=[
-            TestResultOut(
-                name=r.name,
-                command=r.command,
-                status=StatusOut.of(TestResultStatus(r.status)),
-                exit_status=r.exit_status,
-                output=r.output,
-                attempt=r.attempt,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                duration_s=(r.finished_at - r.started_at).total_seconds(),
-            )
-            for r in results
-        ],
+        stages=[_stage_out(s) for s in rows],
+        tests=[_test_out(r) for r in results],
         spec=p.spec,
+    )
+
+
+def _stage_out(s: PipelineStage) -> StageOut:
+    return StageOut(
+        name=s.name,
+        position=s.position,
+        status=StatusOut.of(StageStatus(s.status)),
+        attempt=s.attempt,
+        started_at=s.started_at,
+        finished_at=s.finished_at,
+        duration_s=(s.finished_at - s.started_at).total_seconds() if s.started_at and s.finished_at else None,
+        error=s.error,
+        resources=s.resources,
+        log_start=s.log_start,
+        log_end=s.log_end,
+    )
+
+
+def _test_out(r: TestResult) -> TestResultOut:
+    return TestResultOut(
+        name=r.name,
+        command=r.command,
+        status=StatusOut.of(TestResultStatus(r.status)),
+        exit_status=r.exit_status,
+        output=r.output,
+        attempt=r.attempt,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        duration_s=(r.finished_at - r.started_at).total_seconds(),
     )
 
 

@@ -17,6 +17,7 @@ from labfleet.schemas.power import ActionName, PowerActionOut, PowerCycleIn, Pow
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import boards
+from labfleet.services.power import history as power_history
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess, Hardware
 
@@ -167,7 +168,7 @@ async def list_power_actions(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[PowerActionOut]:
-    total, rows = await power.history(
+    total, rows = await power_history.history(
         session=session,
         board_id=ident,
         actions=action or (),
@@ -192,5 +193,5 @@ async def get_power_action(
     request: Request, session: SessionDep, _: Viewer, ident: Ident, action_id: ActionIdent
 ) -> PowerActionOut:
     board = await boards.get(session=session, ident=ident)
-    action = await power.get_action(session=session, board_id=ident, action_id=action_id)
+    action = await power_history.get_action(session=session, board_id=ident, action_id=action_id)
     return render(action, board, api_base(request))

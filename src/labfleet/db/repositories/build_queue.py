@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import BuildJob, BuildServer
+from labfleet.db.models import BuildJob
 from labfleet.db.models.builds import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 
 # The outcomes ``recover_expired`` reports for each job it touched.
@@ -58,7 +58,7 @@ def _eligible(server_ids: Collection[int] | None) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _claim_values(*, worker: str, lease_seconds: float, now: datetime) -> dict[str, Any]:
+def claim_values(*, worker: str, lease_seconds: float, now: datetime) -> dict[str, Any]:
     return {
         "status": RUNNING,
         "lease_owner": worker,
@@ -75,7 +75,7 @@ def _held(job_id: int, worker: str) -> list[ColumnElement[bool]]:
     return [BuildJob.id == job_id, BuildJob.status == RUNNING, BuildJob.lease_owner == worker]
 
 
-async def _load(session: AsyncSession, job_id: int) -> BuildJob:
+async def load_job(session: AsyncSession, job_id: int) -> BuildJob:
     job = await session.get(BuildJob, job_id, populate_existing=True)
     assert job is not None  # we have just updated it in this transaction
     return job
@@ -90,7 +90,7 @@ async def claim_next(
     server_ids: Collection[int] | None = None,
 ) -> BuildJob | None:
     """Claim the next queued job (priority desc, queued_at, id) for ``worker``, or None if none is left."""
-    values = _claim_values(worker=worker, lease_seconds=lease_seconds, now=now)
+    values = claim_values(worker=worker, lease_seconds=lease_seconds, now=now)
     order = (BuildJob.priority.desc(), BuildJob.queued_at, BuildJob.id)
     eligible = _eligible(server_ids)
 
@@ -109,7 +109,7 @@ async def claim_next(
                 .execution_options(**_NO_SYNC)
             )
             if (await session.execute(stmt)).scalar_one_or_none() is not None:
-                return await _load(session, job_id)
+                return await load_job(session, job_id)
         return None
 
     # SQLite (and anything else): choose and take in one writing statement.
@@ -122,7 +122,7 @@ async def claim_next(
         .execution_options(**_NO_SYNC)
     )
     claimed = (await session.execute(stmt)).scalar_one_or_none()
-    return None if claimed is None else await _load(session, claimed)
+    return None if claimed is None else await load_job(session, claimed)
 
 
 async def heartbeat(
@@ -253,77 +253,6 @@ async def recover_expired(
     )
 
 
-# -- claims bound to a build server's slots
-
-
-async def claim_for_server(
-    session: AsyncSession,
-    *,
-    server_id: int,
-    architectures: Collection[str],
-    worker: str,
-    lease_seconds: float,
-    now: datetime,
-    disk_critical_gb: float,
-) -> BuildJob | None:
-    """Claim the next job for a free slot of one build server, or None.
-
-    The server's row is written first: on PostgreSQL that locks it, so claims on one server
-    queue up behind each other and never exceed ``max_concurrent_builds``; on SQLite it takes
-    the write lock before anything is read. Then, if the server takes builds (online or
-    degraded, not below the critical disk threshold) and has a free slot, the best queued
-    job it may run is taken: one placed on it, or an ``auto`` one whose architecture it has
-    a toolchain for. The job is then placed on it.
-    """
-    takes_builds = (
-        update(BuildServer)
-        .where(
-            BuildServer.id == server_id,
-            BuildServer.status.in_(("online", "degraded")),
-            or_(BuildServer.disk_free_gb.is_(None), BuildServer.disk_free_gb >= disk_critical_gb),
-        )
-        # A write that changes nothing (updated_at named, so its onupdate does not fire).
-        .values(check_failures=BuildServer.check_failures, updated_at=BuildServer.updated_at)
-        .returning(BuildServer.max_concurrent_builds)
-        .execution_options(**_NO_SYNC)
-    )
-    slots = (await session.execute(takes_builds)).scalar_one_or_none()
-    if slots is None:
-        return None
-    running = await session.scalar(
-        select(func.count()).where(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
-    )
-    if (running or 0) >= slots:
-        return None
-    # Placed on it, or submitted for it alone (and waiting while it was unavailable).
-    mine = or_(BuildJob.build_server_id == server_id, BuildJob.server_choice == str(server_id))
-    portable = and_(BuildJob.server_choice == "auto", BuildJob.architecture.in_(list(architectures)))
-    eligible = [BuildJob.status == QUEUED, BuildJob.cancel_requested_at.is_(None), or_(mine, portable)]
-    order = (BuildJob.priority.desc(), BuildJob.queued_at, BuildJob.id)
-    values = {
-        **_claim_values(worker=worker, lease_seconds=lease_seconds, now=now),
-        "build_server_id": server_id,
-    }
-    pick = select(BuildJob.id).where(*eligible).order_by(*order).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-        job_id = (await session.execute(pick)).scalar_one_or_none()
-        if job_id is None:
-            return None
-        target: Any = job_id
-    else:
-        target = pick.scalar_subquery()
-    stmt = (
-        update(BuildJob)
-        .where(BuildJob.id == target, BuildJob.status == QUEUED)
-        .values(values)
-        .returning(BuildJob.id)
-        .execution_options(**_NO_SYNC)
-    )
-    claimed = (await session.execute(stmt)).scalar_one_or_none()
-    return None if claimed is None else await _load(session, claimed)
-
-
 async def beat(
     session: AsyncSession, *, job_id: int, worker: str, lease_seconds: float, now: datetime
 ) -> tuple[bool, bool]:
@@ -364,36 +293,3 @@ async def set_resolved_commit(session: AsyncSession, *, job_id: int, worker: str
         .execution_options(**_NO_SYNC)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
-
-
-async def requeue_server(
-    session: AsyncSession, *, server_id: int, reason: str, max_attempts: int, now: datetime
-) -> list[tuple[int, str]]:
-    """The running jobs of a server that went offline: requeued, or failed past ``max_attempts``.
-
-    Their holders lose their leases, so whatever they do next records nothing.
-    """
-    running = and_(BuildJob.build_server_id == server_id, BuildJob.status == RUNNING)
-    cleared: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
-    fail = (
-        update(BuildJob)
-        .where(running, or_(BuildJob.attempt >= max_attempts, BuildJob.cancel_requested_at.is_not(None)))
-        .values(
-            status=case((BuildJob.cancel_requested_at.is_not(None), CANCELLED), else_=FAILED),
-            finished_at=now,
-            failure_reason=reason,
-            **cleared,
-        )
-        .returning(BuildJob.id)
-        .execution_options(**_NO_SYNC)
-    )
-    failed: Sequence[int] = (await session.execute(fail)).scalars().all()
-    requeue = (
-        update(BuildJob)
-        .where(running, BuildJob.attempt < max_attempts)
-        .values(status=QUEUED, heartbeat_at=None, failure_reason=reason + "; requeued", **cleared)
-        .returning(BuildJob.id)
-        .execution_options(**_NO_SYNC)
-    )
-    requeued: Sequence[int] = (await session.execute(requeue)).scalars().all()
-    return sorted([(i, REQUEUED) for i in requeued] + [(i, FAILED_OUTCOME) for i in failed])

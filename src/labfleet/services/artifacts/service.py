@@ -294,6 +294,27 @@ async def apply_retention(
     """
     if keep_last < 1:
         raise ValueError("keep_last must be at least 1")
+    doomed = await _beyond_retention(session, now=now, keep_last=keep_last, max_age=max_age)
+    for artifact in doomed:
+        await session.delete(artifact)
+    await session.flush()
+    for artifact in doomed:
+        await audit.record(
+            session=session,
+            actor=actor,
+            action="delete",
+            object_type=OBJECT_TYPE,
+            object_id=artifact.id,
+            display=artifact.name,
+            before={**snapshot(artifact), "reason": "retention"},
+        )
+    return Removal(artifacts=doomed, blobs=await _free_blobs(session, store, doomed))
+
+
+async def _beyond_retention(
+    session: AsyncSession, *, now: datetime, keep_last: int, max_age: timedelta | None
+) -> list[Artifact]:
+    """The artifacts retention removes, newest first within each repository, branch and architecture."""
     referenced = await repo.referenced_ids(session)
     groups: dict[tuple[str, str | None, str], list[Artifact]] = {}
     for artifact in await repo.everything(session):  # newest first
@@ -301,7 +322,7 @@ async def apply_retention(
             artifact
         )
 
-    removal = Removal()
+    doomed: list[Artifact] = []
     for (repository_url, branch, architecture), members in groups.items():
         newest = await repo.newest_succeeded_build(
             session, repository_url=repository_url, branch=branch, architecture=architecture
@@ -320,28 +341,20 @@ async def apply_retention(
                 continue
             if newest is not None and artifact.build_job_id == newest.id:
                 continue
-            removal.artifacts.append(artifact)
+            doomed.append(artifact)
+    return doomed
 
-    for artifact in removal.artifacts:
-        await session.delete(artifact)
-    await session.flush()
-    for artifact in removal.artifacts:
-        await audit.record(
-            session=session,
-            actor=actor,
-            action="delete",
-            object_type=OBJECT_TYPE,
-            object_id=artifact.id,
-            display=artifact.name,
-            before={**snapshot(artifact), "reason": "retention"},
-        )
-    for digest in sorted({a.sha256 for a in removal.artifacts}):
+
+async def _free_blobs(session: AsyncSession, store: ArtifactStore, removed: list[Artifact]) -> list[str]:
+    """Delete the blobs of removed artifacts that no remaining row uses; their digests."""
+    freed: list[str] = []
+    for digest in sorted({a.sha256 for a in removed}):
         if await repo.digest_in_use(session, digest):
             continue  # the same content belongs to an artifact that stays
         with contextlib.suppress(NotFound):  # already gone: nothing to free
             await store.delete(digest)
-        removal.blobs.append(digest)
-    return removal
+        freed.append(digest)
+    return freed
 
 
 def _generation(artifact: Artifact) -> tuple[str, int]:

@@ -20,6 +20,7 @@ from labfleet.db.base import utcnow
 from labfleet.db.models import BuildJob, BuildServer
 from labfleet.db.repositories import build_queue as repo
 from labfleet.db.repositories import builds as builds_repo
+from labfleet.db.repositories import server_queue
 from labfleet.errors import Conflict
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -121,8 +122,8 @@ async def claim_for_server(
     now: datetime | None = None,
 ) -> BuildJob | None:
     """The next job for a free slot of the server, placed on it; None when it has no free slot or
-    nothing it can run is queued (see ``claim_for_server`` in the repository)."""
-    return await repo.claim_for_server(
+    nothing it can run is queued (see ``server_queue.claim_for_server`` in the repository)."""
+    return await server_queue.claim_for_server(
         session,
         server_id=server_id,
         architectures=architectures,

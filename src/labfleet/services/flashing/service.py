@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.db.base import utcnow
-from labfleet.db.models import Artifact, FlashJob
+from labfleet.db.models import Artifact, Board, FlashJob
 from labfleet.db.models.flashing import (
     FAILED,
     FLASH,
@@ -39,18 +39,22 @@ from labfleet.db.models.flashing import (
     ROLLBACK,
 )
 from labfleet.db.repositories import flashing as repo
-from labfleet.db.repositories import reservations as reservations_repo
-from labfleet.errors import Conflict, Invalid, NotFound
+from labfleet.errors import Conflict, NotFound
 from labfleet.schemas.auth import SYSTEM, Actor
 from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.flashing import FlashRequest
 from labfleet.services.core import audit
 from labfleet.services.core.events import EventBus
+from labfleet.services.flashing.admission import (
+    artifact_for,
+    decide_boot_check,
+    refuse_if_busy,
+    refuse_if_held,
+)
 from labfleet.services.power import records as board_records
+from labfleet.services.power.announce import topic as board_topic
 from labfleet.services.power.service import DEFAULT_BOOT_PATTERN
-from labfleet.services.power.service import topic as board_topic
 from labfleet.services.power.wiring import unconfigured
-from labfleet.services.reservations import service as reservations
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,6 @@ TOPIC_ALL = "flash-jobs"
 RESOURCE_KIND = board_records.RESOURCE_KIND
 FLASH_FAILED = "flash-failed"
 OBJECT_TYPE = "flash-job"
-
-_REFUSING = {
-    BoardStatus.decommissioned: "it is decommissioned",
-    BoardStatus.maintenance: "it is in maintenance",
-    BoardStatus.flashing: "it is being flashed",
-}
 
 
 def topic(job_id: int) -> str:
@@ -125,39 +123,10 @@ async def request_flash(
         raise NotFound(f"no board with id {board_id}", field="id")
     if board.flash_driver is None:
         raise unconfigured(board.name, "flash station", field="flash")
-    status = BoardStatus(board.status)
-    if status is BoardStatus.flashing:
-        other = await repo.active_for(session, board.id)
-        doing = f": flash job #{other.id} by {other.requested_by} is {other.status}" if other else ""
-        raise Conflict(f"board {board.name} refuses a flash: it is being flashed{doing}", field="status")
-    refusal = _REFUSING.get(status)
-    if refusal is None and status is BoardStatus.failed and not data.force:
-        refusal = "it is failed (force to flash it anyway)"
-    if refusal is not None:
-        raise Conflict(f"board {board.name} refuses a flash: {refusal}", field="status")
-    await reservations.expire_due(session=session, now=now, board_id=board.id)
-    holder = await reservations_repo.holder_of_board(session, board.id)
-    if holder is not None and holder.expires_at > now and holder.owner != actor.name:
-        raise Conflict(
-            f"board {board.name} is held by reservation #{holder.id} ({holder.owner}, {holder.purpose!r}); "
-            "only its holder may flash it",
-            field="board_id",
-        )
-    artifact = await repo.artifact(session, data.artifact_id)
-    if artifact is None:
-        raise Invalid(f"no artifact with id {data.artifact_id}", field="artifact_id")
-    if artifact.architecture != board.architecture:
-        raise Invalid(
-            f"artifact {artifact.id} ({artifact.name}) is built for {artifact.architecture}; "
-            f"board {board.name} is {board.architecture}",
-            field="artifact_id",
-        )
-    can_boot = board.console_url is not None and board.power_driver is not None
-    if data.boot_check and not can_boot:
-        raise Invalid(
-            f"board {board.name} cannot be boot-checked: it needs a console and power control",
-            field="boot_check",
-        )
+    await refuse_if_busy(session, board, force=data.force)
+    await refuse_if_held(session, board, actor, now)
+    artifact = await artifact_for(session, board, data.artifact_id)
+    boot_check = decide_boot_check(board, data.boot_check)
     job = FlashJob(
         board_id=board.id,
         artifact_id=artifact.id,
@@ -172,7 +141,7 @@ async def request_flash(
         target_version=data.version or _version_of(artifact),
         previous_status=board.status,
         rollback_artifact_id=board.known_good_artifact_id,
-        boot_check=can_boot if data.boot_check is None else data.boot_check,
+        boot_check=boot_check,
         attempt=0,
         max_attempts=policy.max_attempts,
         detail={"steps": []},
@@ -187,6 +156,14 @@ async def request_flash(
     before = board.status
     await repo.set_board(session, board_id=board.id, values={"status": BoardStatus.flashing.value})
     await repo.hold_artifact(session, artifact_id=artifact.id, holder_kind=repo.JOB_HOLDER, holder_id=job.id)
+    await _audit_request(session, actor, board, job, before)
+    return job
+
+
+async def _audit_request(
+    session: AsyncSession, actor: Actor, board: Board, job: FlashJob, before: str
+) -> None:
+    """The job as asked, and the board it made ``flashing``."""
     await audit.record(
         session=session,
         actor=actor,
@@ -204,7 +181,6 @@ async def request_flash(
         before={"status": before},
         after={"status": BoardStatus.flashing.value},
     )
-    return job
 
 
 def _version_of(artifact: Artifact) -> str:

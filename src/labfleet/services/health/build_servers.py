@@ -46,8 +46,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
-from labfleet.db.repositories import build_queue as queue_repo
 from labfleet.db.repositories import build_server_checks as checks_repo
+from labfleet.db.repositories import server_queue
 from labfleet.errors import DeviceError, LabfleetError
 from labfleet.hw.probe import MachineFacts, probe_machine
 from labfleet.hw.ssh import SshPool, SshRunner, SshTarget
@@ -322,7 +322,7 @@ async def take_running_builds(
 ) -> list[tuple[int, str]]:
     """The server's running builds requeued (or failed past ``max_attempts``) with ``reason``,
     said in their logs too; their holders lose their leases. The caller commits and announces."""
-    touched = await queue_repo.requeue_server(
+    touched = await server_queue.requeue_server(
         session, server_id=server_id, reason=reason, max_attempts=max_attempts, now=now or utcnow()
     )
     for job_id, outcome in touched:

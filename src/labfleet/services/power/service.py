@@ -41,8 +41,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,39 +49,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.base import utcnow
 from labfleet.db.models import Board, PowerAction
-from labfleet.db.models.power import CYCLE, FAILED, OFF, ON, RUNNING, STATE, SUCCEEDED
+from labfleet.db.models.power import CYCLE, OFF, ON, RUNNING, STATE
 from labfleet.db.repositories import locks as locks_repo
 from labfleet.db.repositories import power as repo
-from labfleet.errors import Busy, Conflict, DeviceError, Invalid, NotFound, Timeout, Unreachable
+from labfleet.errors import DeviceError, Invalid
 from labfleet.hw.power import PowerProtocol, PowerState
 from labfleet.schemas.auth import Actor
-from labfleet.schemas.enums import BoardStatus
 from labfleet.schemas.power import PowerCycleIn
-from labfleet.services.core import audit
 from labfleet.services.core.device_locks import device_lock
 from labfleet.services.core.events import EventBus
 from labfleet.services.inventory import boards
 from labfleet.services.power import records as board_records
 from labfleet.services.power.access import BoardWiring, Hardware
-from labfleet.services.power.cycle import CyclePlan, CycleResult, Sleep, Step, run_cycle
+from labfleet.services.power.announce import announce, topic
+from labfleet.services.power.cycle import CyclePlan, Sleep, Step, run_cycle
+from labfleet.services.power.ending import record_end, record_interrupted
+from labfleet.services.power.outcome import Outcome, Work, controller_failed, cycle_outcome
+from labfleet.services.power.starting import add_running, audit_asked, refuse_if_barred, with_last_switch
 
 log = logging.getLogger(__name__)
 
 RESOURCE_KIND = board_records.RESOURCE_KIND
-OBJECT_TYPE = "power-action"
-BOOT_FAILED = "boot-failed"
-POWER_CONTROLLER = "power-controller"
 BOOT_PATTERN_LABEL = "boot-pattern"
 # A login prompt, or a shell prompt at the end of what the console printed.
 DEFAULT_BOOT_PATTERN = r"(?m)(login: *$|[#$] $)"
-
-# A board that fails to boot is marked failed from these; one in maintenance stays there
-# (an operator is on it), one being flashed or decommissioned is not touched.
-_MAY_FAIL = frozenset({BoardStatus.online, BoardStatus.degraded, BoardStatus.offline})
-_REFUSING = {
-    BoardStatus.flashing: "it is being flashed",
-    BoardStatus.decommissioned: "it is decommissioned",
-}
 _ABANDONED = "no result: the labfleet process running it stopped before it finished"
 
 
@@ -105,30 +95,6 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def topic(board_id: int) -> str:
-    """Where a board's power actions and their progress are announced."""
-    return f"board:{board_id}"
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """How an action ended, and what follows from it for the board and its alerts."""
-
-    ok: bool
-    power_state: str | None = None
-    boot_seen: bool | None = None
-    attempts: int = 0
-    error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-    controller_error: DeviceError | None = None
-    controller_answered: bool = False
-    boot_failed: bool = False
-    booted: bool = False
-
-
-Work = Callable[[PowerProtocol, PowerAction], Awaitable[_Outcome]]
-
-
 # -- the actions
 
 
@@ -146,12 +112,12 @@ async def switch(
     if state not in (ON, OFF):
         raise Invalid(f"a board is switched on or off, not {state!r}", field="state")
 
-    async def work(power: PowerProtocol, _: PowerAction) -> _Outcome:
+    async def work(power: PowerProtocol, _: PowerAction) -> Outcome:
         try:
             await (power.on if state == ON else power.off)(timeout=policy.command_timeout_s)
         except DeviceError as exc:
-            return _controller_failed(exc)
-        return _Outcome(ok=True, power_state=state, controller_answered=True)
+            return controller_failed(exc)
+        return Outcome(ok=True, power_state=state, controller_answered=True)
 
     return await _perform(
         session=session,
@@ -178,13 +144,13 @@ async def read_state(
     """Ask the board's power controller for its state (R18.3), recorded. A controller that
     cannot tell (pdudaemon) says unknown; the detail names the last switch made, if any."""
 
-    async def work(power: PowerProtocol, _: PowerAction) -> _Outcome:
+    async def work(power: PowerProtocol, _: PowerAction) -> Outcome:
         try:
             state = await power.state(timeout=policy.command_timeout_s)
         except DeviceError as exc:
-            return _controller_failed(exc)
+            return controller_failed(exc)
         # "unknown" may come without asking the controller at all (pdudaemon): it proves nothing.
-        return _Outcome(ok=True, power_state=state.value, controller_answered=state is not PowerState.UNKNOWN)
+        return Outcome(ok=True, power_state=state.value, controller_answered=state is not PowerState.UNKNOWN)
 
     return await _perform(
         session=session,
@@ -216,7 +182,7 @@ async def cycle(
     plan = _plan(board, policy, options)
     wiring = BoardWiring.of(board)
 
-    async def work(power: PowerProtocol, row: PowerAction) -> _Outcome:
+    async def work(power: PowerProtocol, row: PowerAction) -> Outcome:
         def progress(attempt: int, step: Step) -> None:
             if bus is not None:
                 bus.publish(
@@ -226,7 +192,7 @@ async def cycle(
 
         console = hardware.console(wiring)
         result = await run_cycle(power=power, console=console, plan=plan, progress=progress, sleep=sleep)
-        return _cycle_outcome(result, plan, watched=console is not None)
+        return cycle_outcome(result, plan, watched=console is not None)
 
     return await _perform(
         session=session,
@@ -245,31 +211,6 @@ async def cycle(
             "boot_timeout_s": plan.boot_timeout_s,
         },
     )
-
-
-async def history(
-    *,
-    session: AsyncSession,
-    board_id: int,
-    actions: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[int, list[PowerAction]]:
-    """A board's power actions, newest first (R18.4); abandoned ones are failed first. Flushes."""
-    await boards.get(session=session, ident=board_id)
-    await recover_stale(session=session)
-    return await repo.history(
-        session, board_id=board_id, actions=actions, statuses=statuses, limit=limit, offset=offset
-    )
-
-
-async def get_action(*, session: AsyncSession, board_id: int, action_id: int) -> PowerAction:
-    """One power action of the board; ``NotFound`` if the board has none with that id."""
-    action = await repo.get(session, action_id)
-    if action is None or action.board_id != board_id:
-        raise NotFound(f"board {board_id} has no power action {action_id}", field="action_id")
-    return action
 
 
 async def recover_stale(*, session: AsyncSession, now: datetime | None = None) -> list[int]:
@@ -309,19 +250,19 @@ async def _perform(
             max_attempts=max_attempts,
             detail=detail or {},
         )
-        _announce(bus, row)
+        announce(bus, row)
         try:
             outcome = await work(power, row)
         except asyncio.CancelledError:
             # Stopped from outside (the server shutting down): say so if we still can.
             with contextlib.suppress(Exception):
-                await asyncio.shield(_interrupted(session, row))
+                await asyncio.shield(record_interrupted(session, row))
             raise
         except Exception as exc:
             log.exception("power %s of board %s failed unexpectedly", action, board.name)
-            outcome = _Outcome(ok=False, error=f"labfleet failed during the action: {exc}")
-        row = await _end(session=session, actor=actor, board=board, row=row, outcome=outcome)
-    _announce(bus, row)
+            outcome = Outcome(ok=False, error=f"labfleet failed during the action: {exc}")
+        row = await record_end(session=session, actor=actor, board=board, row=row, outcome=outcome)
+    announce(bus, row)
     return row
 
 
@@ -336,28 +277,11 @@ async def _begin(
     detail: dict[str, Any],
 ) -> PowerAction:
     """Check the board may be acted on, then commit its action as running."""
-    status = await repo.board_status(session, board.id)
-    refusal = _REFUSING.get(BoardStatus(status)) if status is not None else None
-    if refusal is not None:
-        raise Conflict(f"board {board.name} refuses power actions: {refusal}", field="status")
+    await refuse_if_barred(session, board)
     now = utcnow()
-    await recover_stale(session=session, now=now)
-    # The board's lock is ours: a running action of it left behind is nobody's any more.
-    holders = None if locks_repo.uses_advisory_locks(session) else [process_name()]
-    await repo.fail_running(
-        session, reason=_ABANDONED, now=now, board_id=board.id, past_deadline=False, holders=holders
-    )
+    await _fail_left_behind(session, board, now)
     if action == STATE:
-        last = await repo.last_switched(session, board.id)
-        if last is not None:
-            detail = {
-                **detail,
-                "last_switched": {
-                    "action": last.id,
-                    "power_state": last.power_state,
-                    "at": (last.finished_at or last.started_at).isoformat(),
-                },
-            }
+        detail = await with_last_switch(session, board, detail)
     row = PowerAction(
         board_id=board.id,
         action=action,
@@ -371,184 +295,26 @@ async def _begin(
         max_attempts=max_attempts,
         detail=detail,
     )
-    if not await repo.add_running(session, row):
-        other = await repo.running_for(session, board.id)
-        doing = (
-            f"power {other.action} #{other.id} by {other.requested_by} since {other.started_at:%H:%M:%S} UTC"
-            if other is not None
-            else "another power action"
-        )
-        raise Conflict(f"board {board.name} is busy: {doing} is running; try again when it has finished")
+    await add_running(session, board, row)
     if action != STATE:
         # A read changes nothing. A switch or a cycle is audited as it is asked, committed with
         # its running row before the device is touched, so it is on record however it ends.
-        await audit.record(
-            session=session,
-            actor=actor,
-            action=f"power-{action}",
-            object_type=OBJECT_TYPE,
-            object_id=row.id,
-            display=f"power {action} #{row.id} of board {board.name}",
-            after={
-                "board_id": row.board_id,
-                "action": row.action,
-                "status": row.status,
-                "max_attempts": row.max_attempts,
-                "detail": row.detail,
-            },
-        )
+        await audit_asked(session, actor, board, row)
     await session.commit()
     return row
 
 
-async def _end(
-    *, session: AsyncSession, actor: Actor, board: Board, row: PowerAction, outcome: _Outcome
-) -> PowerAction:
-    """Record the result, then what follows for the board's status and alerts; commit."""
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": SUCCEEDED if outcome.ok else FAILED,
-        "finished_at": now,
-        "duration_s": round((now - row.started_at).total_seconds(), 3),
-        "attempts": outcome.attempts,
-        "power_state": outcome.power_state,
-        "boot_seen": outcome.boot_seen,
-        "error": outcome.error,
-        "detail": {**row.detail, **outcome.detail},
-    }
-    finished = await repo.finish(session, action_id=row.id, holder=row.holder, values=values)
-    if finished is None:
-        # Failed meanwhile as abandoned (its deadline passed while it ran): keep that verdict.
-        log.warning("power action %s of board %s ended after it was failed as abandoned", row.id, board.name)
-        finished = await session.get(PowerAction, row.id, populate_existing=True)
-        assert finished is not None
-    await _consequences(session=session, actor=actor, board=board, outcome=outcome, now=now)
-    await session.commit()
-    return finished
-
-
-async def _consequences(
-    *, session: AsyncSession, actor: Actor, board: Board, outcome: _Outcome, now: datetime
-) -> None:
-    error = outcome.controller_error
-    if error is not None and not isinstance(error, Busy):
-        answers = not isinstance(error, Unreachable | Timeout)
-        await board_records.raise_alert(
-            session=session,
-            board_id=board.id,
-            kind=POWER_CONTROLLER,
-            severity="warning" if answers else "critical",
-            message=f"board {board.name}: its power controller "
-            f"{'failed' if answers else 'does not answer'}: {error.message}",
-            now=now,
-        )
-    elif outcome.controller_answered:
-        await board_records.resolve_alert(session=session, board_id=board.id, kind=POWER_CONTROLLER, now=now)
-    if outcome.boot_failed:
-        await board_records.raise_alert(
-            session=session,
-            board_id=board.id,
-            kind=BOOT_FAILED,
-            severity="critical",
-            message=f"board {board.name} did not boot: {outcome.error}",
-            now=now,
-        )
-        await _set_status(session, actor, board, BoardStatus.failed, _MAY_FAIL)
-    elif outcome.booted:
-        await board_records.resolve_alert(session=session, board_id=board.id, kind=BOOT_FAILED, now=now)
-        await _set_status(session, actor, board, BoardStatus.online, {BoardStatus.failed})
-
-
-async def _set_status(
-    session: AsyncSession,
-    actor: Actor,
-    board: Board,
-    status: BoardStatus,
-    when_in: set[BoardStatus] | frozenset[BoardStatus],
-) -> None:
-    before = await repo.set_board_status(
-        session, board_id=board.id, status=status.value, when_in={s.value for s in when_in}
-    )
-    if before is None:
-        return
-    await board_records.audit_update(
-        session=session,
-        actor=actor,
-        board_id=board.id,
-        name=board.name,
-        before={"status": before},
-        after={"status": status.value},
+async def _fail_left_behind(session: AsyncSession, board: Board, now: datetime) -> None:
+    """Fail the actions stopped processes left running: any past its deadline, and the board's own."""
+    await recover_stale(session=session, now=now)
+    # The board's lock is ours: a running action of it left behind is nobody's any more.
+    holders = None if locks_repo.uses_advisory_locks(session) else [process_name()]
+    await repo.fail_running(
+        session, reason=_ABANDONED, now=now, board_id=board.id, past_deadline=False, holders=holders
     )
 
 
-async def _interrupted(session: AsyncSession, row: PowerAction) -> None:
-    now = utcnow()
-    await repo.finish(
-        session,
-        action_id=row.id,
-        holder=row.holder,
-        values={
-            "status": FAILED,
-            "finished_at": now,
-            "duration_s": round((now - row.started_at).total_seconds(), 3),
-            "error": "interrupted: labfleet stopped during the action",
-        },
-    )
-    await session.commit()
-
-
-# -- outcomes
-
-
-def _controller_failed(exc: DeviceError) -> _Outcome:
-    return _Outcome(ok=False, error=f"power controller: {exc.message}", controller_error=exc)
-
-
-def _cycle_outcome(result: CycleResult, plan: CyclePlan, *, watched: bool) -> _Outcome:
-    detail = {"attempts": [a.as_dict() for a in result.attempts]}
-    attempts = len(result.attempts)
-    if result.console_error is not None:
-        return _Outcome(
-            ok=False,
-            error="the console could not be opened, so the power was not touched: "
-            f"{result.console_error.message}",
-            detail=detail,
-        )
-    if result.controller_error is not None:
-        outcome = _controller_failed(result.controller_error)
-        outcome.attempts = attempts
-        outcome.detail = detail
-        return outcome
-    if not watched:
-        return _Outcome(
-            ok=True,
-            power_state=PowerState.ON.value,
-            attempts=attempts,
-            detail={**detail, "note": "the board has no console: its boot was not watched"},
-            controller_answered=True,
-        )
-    if result.booted:
-        return _Outcome(
-            ok=True,
-            power_state=PowerState.ON.value,
-            boot_seen=True,
-            attempts=attempts,
-            detail=detail,
-            controller_answered=True,
-            booted=True,
-        )
-    last = result.attempts[-1].error if result.attempts else None
-    return _Outcome(
-        ok=False,
-        power_state=PowerState.ON.value,
-        boot_seen=False,
-        attempts=attempts,
-        error=f"no boot seen ({plan.boot_pattern.pattern!r}) within {plan.boot_timeout_s:g} s "
-        f"in {attempts} attempt(s); last: {last}",
-        detail=detail,
-        controller_answered=True,
-        boot_failed=True,
-    )
+# -- the cycle asked for
 
 
 def _plan(board: Board, policy: PowerPolicy, options: PowerCycleIn) -> CyclePlan:
@@ -571,33 +337,11 @@ def _plan(board: Board, policy: PowerPolicy, options: PowerCycleIn) -> CyclePlan
     )
 
 
-def _announce(bus: EventBus | None, row: PowerAction) -> None:
-    if bus is None:
-        return
-    bus.publish(
-        topic(row.board_id),
-        {
-            "type": "power",
-            "action": row.id,
-            "kind": row.action,
-            "status": row.status,
-            "power_state": row.power_state,
-            "boot_seen": row.boot_seen,
-            "attempts": row.attempts,
-            "error": row.error,
-        },
-    )
-
-
 __all__ = [
-    "BOOT_FAILED",
     "BOOT_PATTERN_LABEL",
     "DEFAULT_BOOT_PATTERN",
-    "POWER_CONTROLLER",
     "PowerPolicy",
     "cycle",
-    "get_action",
-    "history",
     "read_state",
     "recover_stale",
     "switch",
