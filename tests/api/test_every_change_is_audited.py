@@ -31,8 +31,8 @@ from tests.api.test_builds_api import add_server, build
 from tests.api.test_flashing_api import artifact as plain_artifact
 from tests.api.test_flashing_api import board as flashable_board
 from tests.api.test_pipelines_api import add_build, add_host, env, plan
-from tests.api.test_power_api import closed_port
 from tests.db.build_rows import EPOCH
+from tests.helpers import free_port
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SECRET_KEYS = ("password", "private_key", "secret", "token")
@@ -215,7 +215,7 @@ async def unpowerable_board(call: Call) -> int:
         ssh={"address": "10.3.0.10", "password": "board-ssh-pw"},
         power={
             "driver": "pdudaemon",
-            "url": f"http://127.0.0.1:{closed_port()}",
+            "url": f"http://127.0.0.1:{free_port()}",
             "pdu": "pdu-1",
             "outlet": 1,
             "secret": {"password": "pdu-secret-pw"},
