@@ -53,18 +53,21 @@ async def _gone(pids: list[int], *, within: float = 3.0) -> bool:
 
 
 class CountingConnector:
-    """The pool's real connector, recording when each attempt started."""
+    """The pool's real connector, recording when each attempt started and whether one failed."""
 
     def __init__(self) -> None:
         self.started: list[float] = []
-        self.attempted = asyncio.Event()
+        self.failed = asyncio.Event()
 
     async def __call__(
         self, *, target: SshTarget, settings: SshSettings, host_key: str | None
     ) -> asyncssh.SSHClientConnection:
         self.started.append(time.monotonic())
-        self.attempted.set()
-        return await open_connection(target=target, settings=settings, host_key=host_key)
+        try:
+            return await open_connection(target=target, settings=settings, host_key=host_key)
+        except BaseException:
+            self.failed.set()
+            raise
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -292,7 +295,7 @@ async def test_a_server_that_comes_up_during_backoff_is_reached(client_key: str)
     connector = CountingConnector()
 
     async def start_after_first_refusal() -> None:
-        await connector.attempted.wait()
+        await connector.failed.wait()
         await server.start()
 
     starting = asyncio.create_task(start_after_first_refusal())
