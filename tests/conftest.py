@@ -194,8 +194,20 @@ def secrets() -> SecretBox:
     return SecretBox(Fernet.generate_key())
 
 
+@pytest.fixture(scope="session")
+def routed_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    """The app that serves every test's requests.
+
+    FastAPI prepares a route's handling the first time an app matches a request to it; a new
+    app per test would spend much of the test doing that again.
+    """
+    return create_app(Settings(data_dir=tmp_path_factory.mktemp("app"), engine=False))
+
+
 @pytest.fixture
-async def app(session: AsyncSession, secrets: SecretBox, tmp_path: Path) -> FastAPI:
+async def app(routed_app: FastAPI, session: AsyncSession, secrets: SecretBox, tmp_path: Path) -> FastAPI:
+    """An app of this test's own, wired to its session: its state and dependency overrides,
+    served by ``routed_app``. Nothing a test sets on them outlives it."""
     settings = Settings(data_dir=tmp_path, engine=False)
     app = create_app(settings)
     # httpx's ASGI transport runs no lifespan: what it would set up, set up here.
@@ -213,7 +225,9 @@ async def app(session: AsyncSession, secrets: SecretBox, tmp_path: Path) -> Fast
             await session.rollback()
 
     app.dependency_overrides[get_session] = test_session
-    return app
+    routed_app.state = app.state
+    routed_app.dependency_overrides = app.dependency_overrides
+    return routed_app
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.api.app import API, create_app
-from labfleet.config import Settings
+from labfleet.api.app import API
 from labfleet.db.models import ApiToken, AuditEntry, Pipeline, PipelineStage
 from labfleet.storage import LocalStore
 from tests import factories
@@ -123,23 +122,6 @@ def case(method: str, path: str, role: str = "admin") -> Callable[[Case], Case]:
         return run
 
     return register
-
-
-@pytest.fixture(scope="module")
-def routed_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    return create_app(Settings(data_dir=tmp_path_factory.mktemp("app"), engine=False))
-
-
-@pytest.fixture
-def app(app: FastAPI, routed_app: FastAPI) -> FastAPI:
-    """The app of tests/conftest.py, wired to this test's session, served by one app for the module.
-
-    FastAPI prepares a route's handling the first time an app matches a request to it; a new
-    app per case would spend most of the case doing that again.
-    """
-    routed_app.state = app.state
-    routed_app.dependency_overrides = app.dependency_overrides
-    return routed_app
 
 
 def mutating_routes(app: FastAPI) -> set[Route]:
