@@ -132,11 +132,22 @@ class Rig:
 
 
 async def add_server(
-    sessions: async_sessionmaker[AsyncSession], ssh: LocalSshServer, key: str, *, name: str, slots: int
+    sessions: async_sessionmaker[AsyncSession],
+    ssh: LocalSshServer,
+    key: str,
+    *,
+    name: str,
+    slots: int,
+    address: str | None = None,
 ) -> int:
-    # Unique per server (the column is): each other server gets a loopback address of its own.
-    n = next(_ADDRESSES)
-    address = "127.0.0.1" if name == "local-build" else f"127.0.{n // 250}.{n % 250 + 2}"
+    """A build server row for ``ssh``, at ``address`` (where it listens) when given.
+
+    Otherwise unique per server (the column is): each other server gets a loopback
+    address of its own, out of the way of 127.0.0.0/24, where tests place their own.
+    """
+    if address is None:
+        n = next(_ADDRESSES)
+        address = "127.0.0.1" if name == "local-build" else f"127.0.{n // 250 + 1}.{n % 250 + 2}"
     async with sessions() as session:
         server = BuildServer(
             hostname=name,

@@ -21,8 +21,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.api.app import API, create_app
-from labfleet.config import Settings
+from labfleet.api.app import API
 from labfleet.db.models import ApiToken, AuditEntry, Pipeline, PipelineStage
 from labfleet.storage import LocalStore
 from tests import factories
@@ -31,8 +30,8 @@ from tests.api.test_builds_api import add_server, build
 from tests.api.test_flashing_api import artifact as plain_artifact
 from tests.api.test_flashing_api import board as flashable_board
 from tests.api.test_pipelines_api import add_build, add_host, env, plan
-from tests.api.test_power_api import closed_port
 from tests.db.build_rows import EPOCH
+from tests.helpers import free_port
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SECRET_KEYS = ("password", "private_key", "secret", "token")
@@ -125,23 +124,6 @@ def case(method: str, path: str, role: str = "admin") -> Callable[[Case], Case]:
     return register
 
 
-@pytest.fixture(scope="module")
-def routed_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    return create_app(Settings(data_dir=tmp_path_factory.mktemp("app"), engine=False))
-
-
-@pytest.fixture
-def app(app: FastAPI, routed_app: FastAPI) -> FastAPI:
-    """The app of tests/conftest.py, wired to this test's session, served by one app for the module.
-
-    FastAPI prepares a route's handling the first time an app matches a request to it; a new
-    app per case would spend most of the case doing that again.
-    """
-    routed_app.state = app.state
-    routed_app.dependency_overrides = app.dependency_overrides
-    return routed_app
-
-
 def mutating_routes(app: FastAPI) -> set[Route]:
     found = set()
     for route in iter_route_contexts(app.routes):
@@ -215,7 +197,7 @@ async def unpowerable_board(call: Call) -> int:
         ssh={"address": "10.3.0.10", "password": "board-ssh-pw"},
         power={
             "driver": "pdudaemon",
-            "url": f"http://127.0.0.1:{closed_port()}",
+            "url": f"http://127.0.0.1:{free_port()}",
             "pdu": "pdu-1",
             "outlet": 1,
             "secret": {"password": "pdu-secret-pw"},

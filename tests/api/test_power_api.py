@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Alert, Board
+from tests.helpers import free_port
 
 
 class SimBoard:
@@ -123,12 +123,6 @@ async def board(client: httpx.AsyncClient, sim: SimBoard) -> dict[str, Any]:
     )
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_switching_and_reading_the_state_are_recorded(
     client: httpx.AsyncClient, board: dict[str, Any], sim: SimBoard
 ) -> None:
@@ -205,7 +199,7 @@ async def test_an_unreachable_power_controller_raises_an_alert(
     client: httpx.AsyncClient, session: AsyncSession, sim: SimBoard
 ) -> None:
     # Validates: 18.5
-    pdu = f"http://127.0.0.1:{closed_port()}"
+    pdu = f"http://127.0.0.1:{free_port()}"
     board = await register(
         client,
         "dead-pdu",

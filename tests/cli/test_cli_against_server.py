@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from labfleet.cli.main import app
+from tests.helpers import LabfleetProcess, free_port
 
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -38,25 +30,24 @@ class Server:
             "LABFLEET_DEVICE_CHECKS": "false",
         }
         self.log = data_dir / f"serve-{self.port}.log"
+        self.out = data_dir / f"serve-{self.port}.out"
 
     def __enter__(self) -> Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labfleet.cli.main", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=self.log.open("w"),
-            text=True,
+        self.log.touch()
+        self.proc = LabfleetProcess(
+            ["serve", "--port", str(self.port)], env=self.env, stdout=str(self.out), stderr=str(self.log)
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"{self.url}/api/v1/openapi.json", timeout=1)
+                # Any answer: uvicorn listens once the app's startup is done.
+                httpx.get(f"{self.url}/api/v1/docs", timeout=1)
                 return self
             except httpx.TransportError:
                 if self.proc.poll() is not None:
                     raise RuntimeError(self.log.read_text()) from None
-                time.sleep(0.1)
+                time.sleep(0.02)
         raise RuntimeError("labfleet serve did not start:\n" + self.log.read_text())
 
     def __exit__(self, *exc: object) -> None:
@@ -65,8 +56,7 @@ class Server:
 
     def printed(self) -> str:
         self.__exit__()
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read()
+        return self.out.read_text()
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from labfleet.schemas.enums import (
     TestResultStatus,
     WorkStatus,
 )
-from tests.cli.test_cli_against_server import free_port
+from tests.helpers import free_port
 
 REPO = "https://git.example.org/linux.git"
 T0 = "2030-01-02T03:04:00+00:00"

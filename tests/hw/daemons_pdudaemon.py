@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.hw.daemons_console import free_port, start, stop, wait_until
+from tests.helpers import free_port
+from tests.hw.daemons_console import start, stop, wait_until
 
 PDUDAEMON = Path(sys.executable).parent / "pdudaemon"
 

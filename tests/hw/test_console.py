@@ -13,7 +13,8 @@ import pytest
 
 from labfleet.errors import Timeout, Unreachable
 from labfleet.hw.console import ConsolePort, LogSink, SerialConsole
-from tests.hw.daemons_console import free_port, pty_shell, ser2net_shell, socat_shell
+from tests.helpers import free_port
+from tests.hw.daemons_console import pty_shell, ser2net_shell, socat_shell
 
 # pyserial's RFC 2217 client still names its reader thread the old way.
 pytestmark = [

@@ -19,7 +19,7 @@ from labfleet.hw.power import (
     PowerState,
     build_power,
 )
-from tests.hw.daemons_console import free_port
+from tests.helpers import free_port
 from tests.hw.daemons_pdudaemon import LocalPdu, pdudaemon
 
 

@@ -5,7 +5,6 @@ host keys and every way a connection fails.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,14 +25,8 @@ from labfleet.hw.commands import CommandRunner
 from labfleet.hw.ssh import SshPool, SshRunner, SshSettings, SshTarget, fingerprint, open_connection
 from labfleet.hw.ssh_exec import kill_command
 from labfleet.hw.ssh_server import LocalSshServer, new_private_key, public_key_of
+from tests.helpers import free_port
 from tests.hw.conftest import FAST
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _alive(pid: int) -> bool:
@@ -60,18 +53,21 @@ async def _gone(pids: list[int], *, within: float = 3.0) -> bool:
 
 
 class CountingConnector:
-    """The pool's real connector, recording when each attempt started."""
+    """The pool's real connector, recording when each attempt started and whether one failed."""
 
     def __init__(self) -> None:
         self.started: list[float] = []
-        self.attempted = asyncio.Event()
+        self.failed = asyncio.Event()
 
     async def __call__(
         self, *, target: SshTarget, settings: SshSettings, host_key: str | None
     ) -> asyncssh.SSHClientConnection:
         self.started.append(time.monotonic())
-        self.attempted.set()
-        return await open_connection(target=target, settings=settings, host_key=host_key)
+        try:
+            return await open_connection(target=target, settings=settings, host_key=host_key)
+        except BaseException:
+            self.failed.set()
+            raise
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -270,7 +266,7 @@ async def test_the_pool_reconnects_when_the_server_comes_back_after_a_restart(
 async def test_refused_connections_are_retried_with_growing_delays(ssh_target: SshTarget) -> None:
     # Validates: 1.2
     connector = CountingConnector()
-    target = replace(ssh_target, port=_free_port())
+    target = replace(ssh_target, port=free_port())
     settings = replace(FAST, connect_attempts=4, backoff_initial=0.1, backoff_max=10)
     async with SshPool(settings=settings, connector=connector) as pool:
         with pytest.raises(Unreachable, match=r"connection refused \(after 4 attempts\)"):
@@ -283,7 +279,7 @@ async def test_refused_connections_are_retried_with_growing_delays(ssh_target: S
 async def test_commands_waiting_on_a_failing_connection_share_its_outcome(ssh_target: SshTarget) -> None:
     # Ten commands for a machine that is down wait for one round of attempts, not ten.
     connector = CountingConnector()
-    target = replace(ssh_target, port=_free_port())
+    target = replace(ssh_target, port=free_port())
     async with SshPool(settings=FAST, connector=connector) as pool:
         runner = SshRunner(pool=pool, target=target)
         outcomes = await asyncio.gather(
@@ -294,12 +290,12 @@ async def test_commands_waiting_on_a_failing_connection_share_its_outcome(ssh_ta
 
 
 async def test_a_server_that_comes_up_during_backoff_is_reached(client_key: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = LocalSshServer(authorized_keys=[public_key_of(private_key=client_key)], port=port)
     connector = CountingConnector()
 
     async def start_after_first_refusal() -> None:
-        await connector.attempted.wait()
+        await connector.failed.wait()
         await server.start()
 
     starting = asyncio.create_task(start_after_first_refusal())
@@ -398,7 +394,7 @@ async def test_password_login_works_and_a_wrong_password_is_auth_failed() -> Non
 async def test_an_unused_port_is_unreachable(ssh_target: SshTarget, ssh_pool: SshPool) -> None:
     # Validates: 1.2
     with pytest.raises(Unreachable, match=r"ci@127\.0\.0\.1:\d+: connection refused"):
-        await ssh_pool.host_key(replace(ssh_target, port=_free_port()), timeout=10)
+        await ssh_pool.host_key(replace(ssh_target, port=free_port()), timeout=10)
 
 
 async def test_a_name_that_does_not_resolve_is_unreachable_at_once(ssh_target: SshTarget) -> None:

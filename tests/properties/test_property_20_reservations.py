@@ -5,7 +5,6 @@ Validates: 11.5
 
 from __future__ import annotations
 
-import multiprocessing
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.reservations import ReservationCreate
 from labfleet.services.reservations import service as reservations
 from tests.db import reservation_worker
+from tests.helpers import processes
 
 CORES, MEMORY = 8, 8192
 
@@ -68,7 +68,7 @@ async def test_property_20_concurrent_reservations_never_over_commit_or_double_b
             hosts, boards = await _inventory(session, run.name)
         go = run / "go"
         results = [run / f"worker-{n}.txt" for n in range(workers)]
-        ctx = multiprocessing.get_context("spawn")
+        ctx = processes()
         procs = [
             ctx.Process(
                 target=reservation_worker.run,

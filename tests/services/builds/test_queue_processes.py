@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import BuildJob
 from tests.db.build_rows import build_job
+from tests.helpers import processes
 from tests.services.builds import queue_worker
 
 JOBS = 50
@@ -48,7 +48,7 @@ async def test_competing_processes_run_each_job_exactly_once(
     ids = await _fill(fresh_db_url)
     go = tmp_path / "go"
     results = [tmp_path / f"worker-{n}.txt" for n in range(workers)]
-    ctx = multiprocessing.get_context("spawn")
+    ctx = processes()
     procs = [ctx.Process(target=queue_worker.run, args=(fresh_db_url, str(r), str(go))) for r in results]
     for p in procs:
         p.start()

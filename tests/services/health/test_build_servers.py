@@ -327,13 +327,9 @@ async def test_many_servers_are_checked_in_one_round_and_a_dead_one_holds_up_no_
                     authorized_keys=[public_key_of(private_key=key)], home=str(tmp_path), host=address
                 )
             )
-            ident = await add_server(health.sessions, ssh, key, name=f"build-{n}", slots=1)
-            async with health.sessions() as session:
-                server = await session.get(BuildServer, ident)
-                assert server is not None
-                server.address = address
-                await session.commit()
-            others.append(ident)
+            others.append(
+                await add_server(health.sessions, ssh, key, name=f"build-{n}", slots=1, address=address)
+            )
         await health.ssh.stop()
         results = await health.monitor().check_all()
     by_id = {r.server_id: r for r in results}
