@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from labfleet.db.base import Base, JSONType, utcnow
+from labfleet.db.models.source import FromRepository
 from labfleet.schemas.enums import BuildJobStatus
 
 # What queries compare with; build_job_statuses holds the same values.
@@ -19,16 +20,10 @@ FAILED = BuildJobStatus.failed
 CANCELLED = BuildJobStatus.cancelled
 
 
-class BuildJob(Base):
+class BuildJob(FromRepository, Base):
     __tablename__ = "build_jobs"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    repository_url: Mapped[str] = mapped_column(String(1024))
-    branch: Mapped[str | None] = mapped_column(String(255), default=None)
-    requested_commit: Mapped[str | None] = mapped_column(String(64), default=None)
-    # The exact hash that was checked out and built, recorded when the build fetched it.
-    resolved_commit: Mapped[str | None] = mapped_column(String(64), default=None)
-    architecture: Mapped[str] = mapped_column(String(32))
+    id: Mapped[int] = mapped_column(primary_key=True, sort_order=-10)
     command: Mapped[str | None] = mapped_column(default=None)
     defconfig: Mapped[str | None] = mapped_column(String(255), default=None)
     make_target: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBina
 from sqlalchemy.orm import Mapped, mapped_column
 
 from labfleet.db.base import Base, JSONType, one_of, utcnow
+from labfleet.db.models.source import FromRepository
 from labfleet.schemas.enums import PipelineStatus, StageStatus, TestResultStatus
 
 # A pipeline's, a stage's and a test result's statuses share values (running, failed, ...):
@@ -34,15 +35,10 @@ PASSED = TestResultStatus.passed
 RESULT_STATUSES = tuple(TestResultStatus)
 
 
-class Pipeline(Base):
+class Pipeline(FromRepository, Base):
     __tablename__ = "pipelines"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    repository_url: Mapped[str] = mapped_column(String(1024))
-    branch: Mapped[str | None] = mapped_column(String(255), default=None)
-    requested_commit: Mapped[str | None] = mapped_column(String(64), default=None)
-    resolved_commit: Mapped[str | None] = mapped_column(String(64), default=None)
-    architecture: Mapped[str] = mapped_column(String(32))
+    id: Mapped[int] = mapped_column(primary_key=True, sort_order=-10)
     environment_type: Mapped[str] = mapped_column(String(16))
     # The whole request as validated: target, requirements, build, boot and the test plan.
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

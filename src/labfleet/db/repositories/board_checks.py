@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import literal, or_, select, update
+from sqlalchemy import Update, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -84,6 +84,16 @@ async def threshold(session: AsyncSession, *, metric: str) -> tuple[float, float
     return None if row is None else (float(row[0]), float(row[1]))
 
 
+def _health_update(board_id: int, values: dict[str, Any]) -> Update:
+    """The update of a board's health row to ``values`` (the session's objects left as they are)."""
+    return (
+        update(BoardHealth)
+        .where(BoardHealth.board_id == board_id)
+        .values(**values)
+        .execution_options(**_NO_SYNC)
+    )
+
+
 async def record_answer(
     session: AsyncSession,
     *,
@@ -106,13 +116,7 @@ async def record_answer(
         values["temperature_c"] = temperature_c
     if power_state is not None:
         values["power_state"] = power_state
-    stmt = (
-        update(BoardHealth)
-        .where(BoardHealth.board_id == board_id)
-        .values(**values)
-        .returning(BoardHealth.board_id)
-        .execution_options(**_NO_SYNC)
-    )
+    stmt = _health_update(board_id, values).returning(BoardHealth.board_id)
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
@@ -128,12 +132,8 @@ async def record_failure(
     }
     if power_state is not None:
         values["power_state"] = power_state
-    stmt = (
-        update(BoardHealth)
-        .where(BoardHealth.board_id == board_id)
-        .values(**values)
-        .returning(BoardHealth.consecutive_failures, BoardHealth.recovery_attempted_at)
-        .execution_options(**_NO_SYNC)
+    stmt = _health_update(board_id, values).returning(
+        BoardHealth.consecutive_failures, BoardHealth.recovery_attempted_at
     )
     row = (await session.execute(stmt)).one_or_none()
     return None if row is None else (int(row[0]), row[1])

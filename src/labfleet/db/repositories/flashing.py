@@ -17,20 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Artifact, ArtifactReference, Board, BoardLabel, FlashJob
 from labfleet.db.models.flashing import ACTIVE, QUEUED, RUNNING
+from labfleet.db.repositories import reservations
 
 _NO_SYNC = {"synchronize_session": False}
 BOARD_HOLDER = "board"
 JOB_HOLDER = "flash-job"
 
 
-async def lock_board(session: AsyncSession, board_id: int) -> Board | None:
-    """The board's row, locked for the transaction (``FOR UPDATE``; SQLite holds the write lock)."""
-    return await session.scalar(
-        select(Board)
-        .where(Board.id == board_id)
-        .with_for_update(of=Board)
-        .execution_options(populate_existing=True)
-    )
+lock_board = reservations.lock_board
+"""The board's row, locked for the transaction (``FOR UPDATE``; SQLite holds the write lock)."""
 
 
 async def board(session: AsyncSession, board_id: int) -> Board | None:
