@@ -48,34 +48,46 @@ def _label_sets(wanted: Mapping[str, str]) -> st.SearchStrategy[dict[str, str]]:
     return st.just(dict(wanted)) | labels
 
 
+# Made once, not at every draw: a new strategy costs Hypothesis far more than a draw from it.
+pool_ids = st.lists(st.integers(1, 1000), unique=True, max_size=12)
+# Now and then not detected yet (None).
+host_cores = st.sampled_from([None, 4, 8, 16, 64, 64])
+host_memory = st.sampled_from([None, 4096, 16384, 65536, 65536])
+host_storage = st.sampled_from([None, 50.0, 500.0, 500.0])
+host_statuses = st.sampled_from([ServerStatus.online] * 3 + list(ServerStatus))
+host_thresholds = st.sampled_from([50.0, 85.0, 100.0])
+reservation_counts = st.integers(0, 6)
+reserved_vcpus = {cores: st.integers(0, (cores or 8) + 2) for cores in (None, 4, 8, 16, 64)}
+reserved_memory = {memory: st.integers(0, (memory or 4096) + 1024) for memory in (None, 4096, 16384, 65536)}
+reserved_disk = {storage: st.floats(0, (storage or 50.0) + 10) for storage in (None, 50.0, 500.0)}
+
+
 @st.composite
 def host_pools(draw: st.DrawFn, request: HostRequest) -> list[HostCandidate]:
     """Up to 12 hosts with unique ids, in every status, size, fill level and utilization."""
-    ids = draw(st.lists(st.integers(1, 1000), unique=True, max_size=12))
+    native, emulated = _arch_sets(request.architecture, 1), _arch_sets(request.architecture, 3)
+    host_labels = _label_sets(request.labels)
     pool = []
-    for i in ids:
-        # Now and then not detected yet (None).
-        cores = draw(st.sampled_from([None, 4, 8, 16, 64, 64]))
-        memory = draw(st.sampled_from([None, 4096, 16384, 65536, 65536]))
-        storage = draw(st.sampled_from([None, 50.0, 500.0, 500.0]))
+    for i in draw(pool_ids):
+        cores, memory, storage = draw(host_cores), draw(host_memory), draw(host_storage)
         pool.append(
             HostCandidate(
                 id=i,
                 name=f"kvm-{i}",
-                status=draw(st.sampled_from([ServerStatus.online] * 3 + list(ServerStatus))),
-                native_architectures=draw(_arch_sets(request.architecture, 1)),
-                emulated_architectures=draw(_arch_sets(request.architecture, 3)),
+                status=draw(host_statuses),
+                native_architectures=draw(native),
+                emulated_architectures=draw(emulated),
                 kvm=draw(st.booleans()),
                 cpu_cores=cores,
                 memory_mb=memory,
                 storage_gb=storage,
-                reserved_vcpus=draw(st.integers(0, (cores or 8) + 2)),
-                reserved_memory_mb=draw(st.integers(0, (memory or 4096) + 1024)),
-                reserved_disk_gb=draw(st.floats(0, (storage or 50.0) + 10)),
-                reservations=draw(st.integers(0, 6)),
+                reserved_vcpus=draw(reserved_vcpus[cores]),
+                reserved_memory_mb=draw(reserved_memory[memory]),
+                reserved_disk_gb=draw(reserved_disk[storage]),
+                reservations=draw(reservation_counts),
                 utilization=draw(utilizations),
-                utilization_threshold_pct=draw(st.sampled_from([50.0, 85.0, 100.0])),
-                labels=draw(_label_sets(request.labels)),
+                utilization_threshold_pct=draw(host_thresholds),
+                labels=draw(host_labels),
             )
         )
     return pool
@@ -230,31 +242,41 @@ board_types = st.sampled_from(["rpi4", "imx8mp", "visionfive2"])
 peripheral_sets = st.frozensets(st.sampled_from(["usb-ethernet", "sd-mux", "can", "hdmi-capture"]))
 
 
+board_holds = st.sampled_from([False, False, False, True])
+board_statuses = st.sampled_from([BoardStatus.online] * 3 + list(BoardStatus))
+board_reachability = st.sampled_from([None, True, True, False])
+board_failures = st.integers(0, 4)
+held_minutes = st.integers(0, 600)
+board_uses = st.integers(0, 20)
+last_used = st.none() | st.integers(0, 10_000).map(lambda m: EPOCH - timedelta(minutes=m))
+
+
 @st.composite
 def board_pools(draw: st.DrawFn, request: BoardRequest) -> list[BoardCandidate]:
     """Up to 12 boards with unique ids, in every status, health, hold and use."""
-    ids = draw(st.lists(st.integers(1, 1000), unique=True, max_size=12))
+    architectures = st.just(request.architecture) | st.sampled_from(ARCHES)
+    types = st.just(request.board_type or "rpi4") | board_types
+    peripherals = st.just(request.peripherals) | peripheral_sets
+    board_labels = _label_sets(request.labels)
     pool = []
-    for i in ids:
-        held = draw(st.sampled_from([False, False, False, True]))
+    for i in draw(pool_ids):
+        held = draw(board_holds)
         pool.append(
             BoardCandidate(
                 id=i,
                 name=f"board-{i}",
-                status=draw(st.sampled_from([BoardStatus.online] * 3 + list(BoardStatus))),
-                architecture=draw(st.just(request.architecture) | st.sampled_from(ARCHES)),
-                board_type=draw(st.just(request.board_type or "rpi4") | board_types),
-                peripherals=draw(st.just(request.peripherals) | peripheral_sets),
-                labels=draw(_label_sets(request.labels)),
-                reachable=draw(st.sampled_from([None, True, True, False])),
-                consecutive_failures=draw(st.integers(0, 4)),
+                status=draw(board_statuses),
+                architecture=draw(architectures),
+                board_type=draw(types),
+                peripherals=draw(peripherals),
+                labels=draw(board_labels),
+                reachable=draw(board_reachability),
+                consecutive_failures=draw(board_failures),
                 held=held,
                 held_by="alice" if held else None,
-                held_until=EPOCH + timedelta(minutes=draw(st.integers(0, 600))) if held else None,
-                uses=draw(st.integers(0, 20)),
-                last_used_at=draw(
-                    st.none() | st.integers(0, 10_000).map(lambda m: EPOCH - timedelta(minutes=m))
-                ),
+                held_until=EPOCH + timedelta(minutes=draw(held_minutes)) if held else None,
+                uses=draw(board_uses),
+                last_used_at=draw(last_used),
             )
         )
     return pool

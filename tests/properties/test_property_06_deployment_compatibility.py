@@ -42,20 +42,37 @@ DEFAULTS = {"x86_64": "pc", "arm64": "virt", "arm": "virt", "riscv64": "virt"}
 FIELDS = {"artifacts", "target", "requirements.machine", "requirements.board_type"}
 
 target_architectures = st.sampled_from(ARCHES) | st.sampled_from(NO_DEFAULT)
+# Made once, not at every draw: a new strategy costs Hypothesis far more than a draw from it.
+type_lists = st.lists(st.sampled_from(TYPES), max_size=5)
+other_architectures = {a: st.sampled_from([*ARCHES, a]) for a in [*ARCHES, *NO_DEFAULT]}
+qemu_images = st.sampled_from(["initramfs", "rootfs"])
+board_images = st.sampled_from(["initramfs", "rootfs", "firmware"])
+machines = st.none() | st.sampled_from(MACHINES)
+machine_maps = st.dictionaries(
+    st.sampled_from([*ARCHES, *NO_DEFAULT]),
+    st.lists(st.sampled_from(MACHINES), max_size=3, unique=True),
+    max_size=4,
+)
+other_machines = st.lists(st.sampled_from(MACHINES), max_size=2, unique=True)
+host_names = st.sampled_from(["kvm-a", "kvm-b"])
+board_types = st.none() | st.sampled_from(BOARD_TYPES)
+board_names = st.sampled_from(["rpi-1", "bbb-2"])
+board_architectures = st.sampled_from(ARCHES)
+any_board_type = st.sampled_from(BOARD_TYPES)
 
 
 @st.composite
 def artifact_sets(draw: st.DrawFn, architecture: str, required: list[str]) -> list[ArtifactFacts]:
     """Random artifacts, about half the time all built for ``architecture`` and holding the
     ``required`` types, so deployable and refused sets both come up often."""
-    types = draw(st.lists(st.sampled_from(TYPES), max_size=5))
+    types = draw(type_lists)
     if draw(st.booleans()):
         types += required
     types = list(draw(st.permutations(types)))
     matching = draw(st.booleans())
     out = []
     for i, kind in enumerate(types):
-        arch = architecture if matching else draw(st.sampled_from([*ARCHES, architecture]))
+        arch = architecture if matching else draw(other_architectures[architecture])
         out.append(ArtifactFacts(id=i + 1, name=f"{kind}-{i}", type=kind, architecture=arch))
     return out
 
@@ -63,42 +80,34 @@ def artifact_sets(draw: st.DrawFn, architecture: str, required: list[str]) -> li
 @st.composite
 def qemu_cases(draw: st.DrawFn) -> tuple[list[ArtifactFacts], str, str | None, HostFacts | None]:
     architecture = draw(target_architectures)
-    required = ["kernel", draw(st.sampled_from(["initramfs", "rootfs"]))]
+    required = ["kernel", draw(qemu_images)]
     artifacts = draw(artifact_sets(architecture, required))
-    machine = draw(st.none() | st.sampled_from(MACHINES))
+    machine = draw(machines)
     host = None
     if draw(st.booleans()):
-        machine_types = draw(
-            st.dictionaries(
-                st.sampled_from([*ARCHES, *NO_DEFAULT]),
-                st.lists(st.sampled_from(MACHINES), max_size=3, unique=True),
-                max_size=4,
-            )
-        )
+        machine_types = draw(machine_maps)
         wanted = machine or DEFAULTS.get(architecture)
         if wanted is not None and draw(st.booleans()):
             # A host that runs the machine wanted, among others.
-            others = draw(st.lists(st.sampled_from(MACHINES), max_size=2, unique=True))
+            others = draw(other_machines)
             machine_types[architecture] = draw(st.permutations(sorted({wanted, *others})))
-        host = HostFacts(name=draw(st.sampled_from(["kvm-a", "kvm-b"])), machine_types=machine_types)
+        host = HostFacts(name=draw(host_names), machine_types=machine_types)
     return artifacts, architecture, machine, host
 
 
 @st.composite
 def board_cases(draw: st.DrawFn) -> tuple[list[ArtifactFacts], str, str | None, BoardFacts | None]:
     architecture = draw(target_architectures)
-    required = [draw(st.sampled_from(["initramfs", "rootfs", "firmware"]))]
+    required = [draw(board_images)]
     artifacts = draw(artifact_sets(architecture, required))
-    board_type = draw(st.none() | st.sampled_from(BOARD_TYPES))
+    board_type = draw(board_types)
     board = None
     if draw(st.booleans()):
         matching = draw(st.booleans())
         board = BoardFacts(
-            name=draw(st.sampled_from(["rpi-1", "bbb-2"])),
-            architecture=architecture if matching else draw(st.sampled_from(ARCHES)),
-            board_type=(board_type or "rpi4")
-            if matching and draw(st.booleans())
-            else draw(st.sampled_from(BOARD_TYPES)),
+            name=draw(board_names),
+            architecture=architecture if matching else draw(board_architectures),
+            board_type=(board_type or "rpi4") if matching and draw(st.booleans()) else draw(any_board_type),
         )
     return artifacts, architecture, board_type, board
 

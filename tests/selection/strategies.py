@@ -22,25 +22,35 @@ thresholds = st.builds(
 )
 
 
+# Made once, not at every draw: a new strategy costs Hypothesis far more than a draw from it.
+candidate_ids = st.lists(st.integers(1, 10_000), unique=True, max_size=12)
+architecture_sets = st.sets(architectures, max_size=4)
+slots = st.integers(1, 8)
+active = {n: st.integers(0, n + 2) for n in range(1, 9)}
+queued = st.integers(0, 5)
+loads = st.none() | st.floats(0, 128)
+cores = st.none() | st.integers(1, 128)
+disk_free = st.none() | st.floats(0, 2000)
+
+
 @st.composite
 def candidate_lists(draw: st.DrawFn) -> list[BuildServerCandidate]:
     """Up to 12 candidates with unique ids and every combination of status, disk and load."""
-    ids = draw(st.lists(st.integers(1, 10_000), unique=True, max_size=12))
     out = []
-    for i in ids:
-        max_concurrent = draw(st.integers(1, 8))
+    for i in draw(candidate_ids):
+        max_concurrent = draw(slots)
         out.append(
             BuildServerCandidate(
                 id=i,
                 name=f"bs-{i}",
                 status=draw(statuses),
-                architectures=frozenset(draw(st.sets(architectures, max_size=4))),
+                architectures=frozenset(draw(architecture_sets)),
                 max_concurrent_builds=max_concurrent,
-                active_builds=draw(st.integers(0, max_concurrent + 2)),
-                queued_builds=draw(st.integers(0, 5)),
-                load_1m=draw(st.none() | st.floats(0, 128)),
-                cpu_cores=draw(st.none() | st.integers(1, 128)),
-                disk_free_gb=draw(st.none() | st.floats(0, 2000)),
+                active_builds=draw(active[max_concurrent]),
+                queued_builds=draw(queued),
+                load_1m=draw(loads),
+                cpu_cores=draw(cores),
+                disk_free_gb=draw(disk_free),
                 labels=draw(label_sets),
             )
         )
