@@ -136,6 +136,16 @@ def database(url: str | None) -> Iterator[str | None]:
         yield scratch
 
 
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``, what :func:`database` is given."""
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (postgresql://user:pw@host/db) to make a scratch database on; "
+        "SQLite when unset",
+    )
+
+
 @dataclass
 class Run:
     mode: str
@@ -329,12 +339,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=100, help="bytes per line, newline included")
     parser.add_argument("--lead-ms", type=float, default=500.0, help="silence before the first line")
     parser.add_argument("--mode", choices=("paced", "burst", "both"), default="both")
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="a PostgreSQL server (postgresql://user:pw@host/db) to make a scratch database on; "
-        "SQLite when unset",
-    )
+    add_database_option(parser)
     args = parser.parse_args()
     if args.width < 40:
         parser.error("--width: at least 40 bytes, for the line's number and timestamp")

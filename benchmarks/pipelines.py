@@ -64,7 +64,7 @@ from typing import Any
 import httpx
 from sqlalchemy import make_url
 
-from benchmarks.build_logs import Server, database, free_port
+from benchmarks.build_logs import Server, add_database_option, database, free_port
 from labfleet.lab import layout
 from labfleet.lab.paths import LabPaths
 from labfleet.lab.register import build_server_body, host_body
@@ -506,12 +506,7 @@ def main() -> None:
         action="store_true",
         help="manual path: a new SSH connection for each ssh and scp (by default one master per user)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="a PostgreSQL server (postgresql://user:pw@host/db) to make a scratch database on; "
-        "SQLite when unset",
-    )
+    add_database_option(parser)
     args = parser.parse_args()
     paths = LabPaths.from_env()
     if others := lab_domains():

@@ -18,18 +18,14 @@ import asyncio
 import os
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
 from benchmarks.procs import run_together
-from benchmarks.scratch import scratch_pg
+from benchmarks.scratch import migrated_pg, migrated_sqlite
 from labfleet.config import normalize_database_url
-from labfleet.db import migrate
 from labfleet.db.base import utcnow
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import BuildJob
@@ -117,20 +113,6 @@ def measure(url: str, jobs: int, workers: int, scratch: Path) -> float:
     return jobs / elapsed
 
 
-@contextmanager
-def sqlite_db(scratch: Path) -> Iterator[str]:
-    url = f"sqlite+aiosqlite:///{scratch / f'queue-{uuid.uuid4().hex}.db'}"
-    migrate.upgrade(url)
-    yield url
-
-
-@contextmanager
-def pg_db(admin_url: str) -> Iterator[str]:
-    with scratch_pg(admin_url) as url:
-        migrate.upgrade(url)
-        yield url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -147,7 +129,7 @@ def main() -> None:
         if not args.no_pg:
             plans += [("PostgreSQL", 1), ("PostgreSQL", args.workers)]
         for backend, workers in plans:
-            db = sqlite_db(scratch) if backend == "SQLite" else pg_db(admin)
+            db = migrated_sqlite(scratch, "queue") if backend == "SQLite" else migrated_pg(admin)
             with db as url:
                 rate = measure(url, args.jobs, workers, scratch)
             label = "1 worker" if workers == 1 else f"{workers} worker processes"

@@ -1,4 +1,5 @@
-"""Scratch PostgreSQL databases for benchmarks: created on the server of an admin URL, dropped after."""
+"""Scratch databases for benchmarks: PostgreSQL ones created on the server of an admin URL and dropped
+after, SQLite files in a scratch directory."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from labfleet.db import migrate
 
 
 async def _admin(admin_url: str, statement: str) -> None:
@@ -29,3 +33,19 @@ def scratch_pg(admin_url: str) -> Iterator[str]:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def migrated_sqlite(scratch: Path, name: str) -> Iterator[str]:
+    """The URL of a new, migrated SQLite file in ``scratch``, its name starting with ``name``."""
+    url = f"sqlite+aiosqlite:///{scratch / f'{name}-{uuid.uuid4().hex}.db'}"
+    migrate.upgrade(url)
+    yield url
+
+
+@contextmanager
+def migrated_pg(admin_url: str) -> Iterator[str]:
+    """The URL of a scratch PostgreSQL database on ``admin_url``'s server, migrated; dropped after."""
+    with scratch_pg(admin_url) as url:
+        migrate.upgrade(url)
+        yield url

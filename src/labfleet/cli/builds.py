@@ -19,7 +19,7 @@ from labfleet.cli.build_view import (
     show_decision,
     status_of,
 )
-from labfleet.cli.inventory import JsonFlag, client_of
+from labfleet.cli.inventory import JsonFlag, client_of, get_unless_json, given
 from labfleet.schemas.artifacts import ArtifactType
 
 app = typer.Typer(
@@ -121,12 +121,9 @@ def list_(
     """List build jobs, newest first; queued ones with their estimated start."""
     params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
     params += [("status", s) for s in status or ()]
-    for name, value in (("architecture", arch), ("repository", repo), ("branch", branch)):
-        if value is not None:
-            params.append((name, value))
-    page = client_of(ctx).request("GET", PATH, params=params)
-    if as_json:
-        output.show_json(page)
+    params += given(("architecture", arch), ("repository", repo), ("branch", branch))
+    page = get_unless_json(ctx, PATH, as_json, params=params)
+    if page is None:
         return
     rows = [
         {

@@ -15,7 +15,7 @@ from labfleet.cli.build_follow import INTERRUPTED
 from labfleet.cli.build_view import short_when, show_decision, status_of
 from labfleet.cli.client import Client, err
 from labfleet.cli.env_view import ENV_PATH, ENV_SETTLED, env_target, env_warnings, step_line
-from labfleet.cli.inventory import JsonFlag, client_of
+from labfleet.cli.inventory import ExplainFlag, JsonFlag, client_of, get_unless_json, given
 
 app = typer.Typer(
     help="Environments: a VM or board with a build deployed and booted; create, list, show, release.",
@@ -245,10 +245,9 @@ def list_(
 ) -> None:
     """List environments, newest first."""
     params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
-    params += [(name, value) for name, value in (("status", status), ("owner", owner)) if value is not None]
-    page = client_of(ctx).request("GET", ENV_PATH, params=params)
-    if as_json:
-        output.show_json(page)
+    params += given(("status", status), ("owner", owner))
+    page = get_unless_json(ctx, ENV_PATH, as_json, params=params)
+    if page is None:
         return
     rows = [
         {
@@ -270,18 +269,10 @@ def list_(
 
 
 @app.command()
-def show(
-    ctx: typer.Context,
-    ident: Ident,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="How an auto target was chosen: candidates, scores.")
-    ] = False,
-    as_json: JsonFlag = False,
-) -> None:
+def show(ctx: typer.Context, ident: Ident, explain: ExplainFlag = False, as_json: JsonFlag = False) -> None:
     """Show one environment: where it is, its console, each provisioning step."""
-    env = client_of(ctx).request("GET", f"{ENV_PATH}/{ident}", params={"explain": explain})
-    if as_json:
-        output.show_json(env)
+    env = get_unless_json(ctx, f"{ENV_PATH}/{ident}", as_json, params={"explain": explain})
+    if env is None:
         return
     hidden = ("decision", "steps", "warnings")
     output.show_object({k: escape(v) if isinstance(v, str) else v for k, v in env.items() if k not in hidden})

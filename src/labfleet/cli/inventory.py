@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -13,11 +13,29 @@ from labfleet.cli import output, pairs
 from labfleet.cli.client import Client, Target
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ExplainFlag = Annotated[
+    bool, typer.Option("--explain", help="How an auto target was chosen: candidates, scores.")
+]
+V = TypeVar("V")
 
 
 def client_of(ctx: typer.Context) -> Client:
     target: Target = ctx.find_root().obj
     return Client(target)
+
+
+def get_unless_json(ctx: typer.Context, path: str, as_json: bool, **kwargs: Any) -> Any:
+    """GET ``path``: with ``--json`` the answer is printed as it came and None returned, else returned."""
+    answer = client_of(ctx).request("GET", path, **kwargs)
+    if as_json:
+        output.show_json(answer)
+        return None
+    return answer
+
+
+def given(*filters: tuple[str, V | None]) -> list[tuple[str, V]]:
+    """The query pairs of the filters that were given, in their order."""
+    return [(name, value) for name, value in filters if value is not None]
 
 
 def load_file(path: Path | None) -> dict[str, Any]:

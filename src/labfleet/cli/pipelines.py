@@ -13,7 +13,7 @@ from rich.markup import escape
 from labfleet.cli import output
 from labfleet.cli.build_follow import emit
 from labfleet.cli.build_view import ref_of, short_when, status_of
-from labfleet.cli.inventory import JsonFlag, client_of
+from labfleet.cli.inventory import JsonFlag, client_of, get_unless_json, given
 from labfleet.cli.pipeline_follow import follow_and_exit, print_report
 from labfleet.cli.pipeline_report import created_line, current_stage, rate_text, tests_summary, took_of
 from labfleet.cli.pipeline_view import PATH
@@ -138,17 +138,9 @@ def list_(
 ) -> None:
     """List pipelines, newest first."""
     params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
-    for name, value in (
-        ("status", status),
-        ("repository_url", repo),
-        ("branch", branch),
-        ("architecture", arch),
-    ):
-        if value is not None:
-            params.append((name, value))
-    page = client_of(ctx).request("GET", PATH, params=params)
-    if as_json:
-        output.show_json(page)
+    params += given(("status", status), ("repository_url", repo), ("branch", branch), ("architecture", arch))
+    page = get_unless_json(ctx, PATH, as_json, params=params)
+    if page is None:
         return
     rows = [
         {
@@ -268,14 +260,9 @@ def stats(
     as_json: JsonFlag = False,
 ) -> None:
     """Success rates by repository, branch and architecture."""
-    params = {
-        k: v
-        for k, v in (("repository_url", repo), ("branch", branch), ("architecture", arch))
-        if v is not None
-    }
-    page = client_of(ctx).request("GET", f"{PATH}/stats", params=params)
-    if as_json:
-        output.show_json(page)
+    params = given(("repository_url", repo), ("branch", branch), ("architecture", arch))
+    page = get_unless_json(ctx, f"{PATH}/stats", as_json, params=params)
+    if page is None:
         return
     rows = [
         {

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from labfleet.cli import output, pairs
 from labfleet.cli.build_view import show_decision
-from labfleet.cli.inventory import JsonFlag, client_of
+from labfleet.cli.inventory import ExplainFlag, JsonFlag, client_of, get_unless_json, given
 
 app = typer.Typer(
     help="Reservations: hold a host's capacity or a whole board until release or expiry.",
@@ -148,10 +148,9 @@ def list_(
 ) -> None:
     """List reservations held now (``--all``: history too), newest first."""
     params: dict[str, Any] = {"active": not all_, "limit": limit, "offset": offset}
-    params |= {k: v for k, v in (("host_id", host), ("board_id", board), ("owner", owner)) if v is not None}
-    page = client_of(ctx).request("GET", PATH, params=params)
-    if as_json:
-        output.show_json(page)
+    params |= dict(given(("host_id", host), ("board_id", board), ("owner", owner)))
+    page = get_unless_json(ctx, PATH, as_json, params=params)
+    if page is None:
         return
     rows = [
         {
@@ -172,20 +171,12 @@ def list_(
 
 
 @app.command()
-def show(
-    ctx: typer.Context,
-    ident: Ident,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="How an auto target was chosen: candidates, scores.")
-    ] = False,
-    as_json: JsonFlag = False,
-) -> None:
+def show(ctx: typer.Context, ident: Ident, explain: ExplainFlag = False, as_json: JsonFlag = False) -> None:
     """Show one reservation."""
-    r = client_of(ctx).request("GET", f"{PATH}/{ident}", params={"explain": explain})
-    if as_json:
-        output.show_json(r)
+    r = get_unless_json(ctx, f"{PATH}/{ident}", as_json, params={"explain": explain})
+    if r is None:
         return
-    _show({k: v for k, v in r.items() if k != "decision"}, as_json)
+    output.show_object({k: v for k, v in r.items() if k != "decision"})
     if explain:
         show_decision(r)
 

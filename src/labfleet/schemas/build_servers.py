@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from labfleet.schemas.common import StatusOut, Strict
 from labfleet.schemas.enums import ServerStatus
-from labfleet.schemas.ssh import MachineCreate, MachineUpdate, SshOut
+from labfleet.schemas.ssh import MachineCreate, MachineOut, MachineUpdate
 
 
 class BuildServerCreate(MachineCreate):
@@ -28,13 +28,7 @@ class ToolchainOut(BaseModel):
     path: str
 
 
-class BuildServerOut(BaseModel):
-    id: int
-    url: str
-    display: str
-    hostname: str
-    address: str
-    ssh: SshOut
+class BuildServerOut(MachineOut):
     description: str
     status: StatusOut
     max_concurrent_builds: int

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from labfleet.schemas.artifacts import ArtifactType
-from labfleet.schemas.common import ArchitectureName, StatusOut, Strict
+from labfleet.schemas.common import ArchitectureName, StatusOut, Strict, require_unique
 
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 # A branch as git accepts one, minus what a shell or a URL would make of it.
@@ -112,14 +112,13 @@ class BuildJobCreate(Strict):
             raise ValueError("give a command, or a defconfig and/or make_target")
         if self.command is not None and (self.defconfig is not None or self.make_target is not None):
             raise ValueError("give either a command or defconfig/make_target, not both")
-        names = [a.artifact_name for a in self.artifacts]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"artifact names must be unique; repeated: {', '.join(duplicates)}")
+        require_unique([a.artifact_name for a in self.artifacts], "artifact")
         return self
 
 
-class BuildJobOut(BaseModel):
+class SourceOut(BaseModel):
+    """What a build job and a pipeline both start with: which one, and what it builds for where."""
+
     id: int
     url: str
     display: str
@@ -128,6 +127,9 @@ class BuildJobOut(BaseModel):
     requested_commit: str | None
     resolved_commit: str | None
     architecture: str
+
+
+class BuildJobOut(SourceOut):
     command: str | None
     defconfig: str | None
     make_target: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -83,6 +84,13 @@ ArchitectureName = Annotated[Architecture, BeforeValidator(_architecture)]
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+
+def require_unique(names: Sequence[str], what: str) -> None:
+    """For a model's validator: ``ValueError`` naming each of ``names`` given more than once."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
 
 
 class StatusOut(BaseModel):

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from labfleet.schemas.common import StatusOut
-from labfleet.schemas.ssh import MachineCreate, MachineUpdate, SshOut
+from labfleet.schemas.ssh import MachineCreate, MachineOut, MachineUpdate
 
 LIBVIRT_SCHEMES = ("qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "test")
 
@@ -36,13 +36,7 @@ class HostUpdate(MachineUpdate):
     utilization_threshold_pct: int | None = Field(default=None, ge=1, le=100)
 
 
-class HostOut(BaseModel):
-    id: int
-    url: str
-    display: str
-    hostname: str
-    address: str
-    ssh: SshOut
+class HostOut(MachineOut):
     libvirt_uri: str
     description: str
     status: StatusOut

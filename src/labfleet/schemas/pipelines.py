@@ -7,8 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from labfleet.schemas.builds import ArtifactSpec, Branch, BuildCommand, Commit, MakeWord, RepositoryUrl
-from labfleet.schemas.common import ArchitectureName, StatusOut, Strict
+from labfleet.schemas.builds import (
+    ArtifactSpec,
+    Branch,
+    BuildCommand,
+    Commit,
+    MakeWord,
+    RepositoryUrl,
+    SourceOut,
+)
+from labfleet.schemas.common import ArchitectureName, StatusOut, Strict, require_unique
 from labfleet.schemas.environments import BootSpec, EnvironmentKind, Requirements, TargetName
 
 STAGES = ("build", "deploy", "boot", "test")
@@ -60,10 +68,7 @@ class PipelineCreate(Strict):
     def _source(self) -> PipelineCreate:
         if self.branch is None and self.commit is None:
             raise ValueError("give a branch, a commit, or both")
-        names = [t.name for t in self.tests]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"test names must be unique; repeated: {', '.join(repeated)}")
+        require_unique([t.name for t in self.tests], "test")
         return self
 
 
@@ -113,15 +118,7 @@ class StageOut(BaseModel):
     log_end: int | None
 
 
-class PipelineOut(BaseModel):
-    id: int
-    url: str
-    display: str
-    repository_url: str
-    branch: str | None
-    requested_commit: str | None
-    resolved_commit: str | None
-    architecture: str
+class PipelineOut(SourceOut):
     environment_type: str
     target: str
     status: StatusOut

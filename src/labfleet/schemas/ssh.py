@@ -66,3 +66,14 @@ class MachineUpdate(Strict):
     ssh: SshUpdate | None = None
     description: Description | None = None
     labels: Labels | None = Field(default=None, description="Replaces all labels when given.")
+
+
+class MachineOut(BaseModel):
+    """What every machine reached over SSH is shown with first."""
+
+    id: int
+    url: str
+    display: str
+    hostname: str
+    address: str
+    ssh: SshOut

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -58,6 +59,24 @@ async def _render(
     ]
 
 
+def _answer_created(
+    request: Request, response: Response, session: SessionDep, bus: BusDep
+) -> Callable[[BuildJob], Awaitable[BuildJobOut]]:
+    """How a request that made a build job answers: committed, announced, shown at its Location."""
+
+    async def answer(job: BuildJob) -> BuildJobOut:
+        await session.commit()
+        builds.announce(bus, job)
+        out = (await _render(request, session, [job], explain=True))[0]
+        response.headers["Location"] = out.url
+        return out
+
+    return answer
+
+
+AnswerCreated = Annotated[Callable[[BuildJob], Awaitable[BuildJobOut]], Depends(_answer_created)]
+
+
 @router.post(
     "",
     status_code=201,
@@ -68,20 +87,10 @@ async def _render(
     operation_id="submit_build",
 )
 async def submit_build(
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    actor: Operator,
-    policy: PolicyDep,
-    bus: BusDep,
-    data: BuildJobCreate,
+    session: SessionDep, actor: Operator, policy: PolicyDep, answer: AnswerCreated, data: BuildJobCreate
 ) -> BuildJobOut:
     job = await builds.submit(session=session, actor=actor, policy=policy, data=data)
-    await session.commit()
-    builds.announce(bus, job)
-    out = (await _render(request, session, [job], explain=True))[0]
-    response.headers["Location"] = out.url
-    return out
+    return await answer(job)
 
 
 @router.get("", response_model=Page[BuildJobOut], summary="List build jobs", operation_id="list_builds")
@@ -157,20 +166,10 @@ async def cancel_build(
     responses=responses(404, 409),
 )
 async def retry_build(
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    actor: Operator,
-    policy: PolicyDep,
-    bus: BusDep,
-    ident: Ident,
+    session: SessionDep, actor: Operator, policy: PolicyDep, answer: AnswerCreated, ident: Ident
 ) -> BuildJobOut:
     job = await builds.retry(session=session, actor=actor, policy=policy, ident=ident)
-    await session.commit()
-    builds.announce(bus, job)
-    out = (await _render(request, session, [job], explain=True))[0]
-    response.headers["Location"] = out.url
-    return out
+    return await answer(job)
 
 
 @router.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -16,6 +17,7 @@ from labfleet.schemas.enums import PowerActionStatus
 from labfleet.schemas.power import ActionName, PowerActionOut, PowerCycleIn, PowerSet
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.secretbox import SecretBox
+from labfleet.services.core.events import EventBus
 from labfleet.services.inventory import boards
 from labfleet.services.power import history as power_history
 from labfleet.services.power import service as power
@@ -44,8 +46,24 @@ def policy(request: Request) -> power.PowerPolicy:
     return policy
 
 
-HardwareDep = Annotated[Hardware, Depends(hardware)]
-PolicyDep = Annotated[power.PowerPolicy, Depends(policy)]
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """What reading or switching a board's power works with."""
+
+    hardware: Hardware
+    policy: power.PowerPolicy
+    bus: EventBus | None
+
+
+def _controls(
+    hw: Annotated[Hardware, Depends(hardware)],
+    defaults: Annotated[power.PowerPolicy, Depends(policy)],
+    bus: OptionalBusDep,
+) -> Controls:
+    return Controls(hardware=hw, policy=defaults, bus=bus)
+
+
+ControlsDep = Annotated[Controls, Depends(_controls)]
 
 
 def render(action: PowerAction, board: Board, base: str) -> PowerActionOut:
@@ -85,13 +103,16 @@ async def get_board_power(
     request: Request,
     session: SessionDep,
     actor: Viewer,
-    hw: HardwareDep,
-    defaults: PolicyDep,
-    bus: OptionalBusDep,
+    controls: ControlsDep,
     ident: Ident,
 ) -> PowerActionOut:
     action = await power.read_state(
-        session=session, actor=actor, hardware=hw, board_id=ident, policy=defaults, bus=bus
+        session=session,
+        actor=actor,
+        hardware=controls.hardware,
+        board_id=ident,
+        policy=controls.policy,
+        bus=controls.bus,
     )
     board = await boards.get(session=session, ident=ident)
     return render(action, board, api_base(request))
@@ -109,14 +130,18 @@ async def set_board_power(
     request: Request,
     session: SessionDep,
     actor: Operator,
-    hw: HardwareDep,
-    defaults: PolicyDep,
-    bus: OptionalBusDep,
+    controls: ControlsDep,
     ident: Ident,
     data: PowerSet,
 ) -> PowerActionOut:
     action = await power.switch(
-        session=session, actor=actor, hardware=hw, board_id=ident, state=data.state, policy=defaults, bus=bus
+        session=session,
+        actor=actor,
+        hardware=controls.hardware,
+        board_id=ident,
+        state=data.state,
+        policy=controls.policy,
+        bus=controls.bus,
     )
     board = await boards.get(session=session, ident=ident)
     return render(action, board, api_base(request))
@@ -137,14 +162,18 @@ async def power_cycle_board(
     request: Request,
     session: SessionDep,
     actor: Operator,
-    hw: HardwareDep,
-    defaults: PolicyDep,
-    bus: OptionalBusDep,
+    controls: ControlsDep,
     ident: Ident,
     options: Annotated[PowerCycleIn | None, Body()] = None,
 ) -> PowerActionOut:
     action = await power.cycle(
-        session=session, actor=actor, hardware=hw, board_id=ident, policy=defaults, options=options, bus=bus
+        session=session,
+        actor=actor,
+        hardware=controls.hardware,
+        board_id=ident,
+        policy=controls.policy,
+        options=options,
+        bus=controls.bus,
     )
     board = await boards.get(session=session, ident=ident)
     return render(action, board, api_base(request))
