@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -10,12 +11,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer.testing
 from typer.testing import CliRunner
 
 from labfleet.cli.main import app
 from tests.helpers import LabfleetProcess, free_port
 
 runner = CliRunner()
+# typer's runner builds the whole command tree again at every invoke, most of what a short
+# command costs in these tests; the tree is the same every time.
+typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 
 class Server:
