@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator
@@ -15,6 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import AuditEntry
+
+
+def interruptible() -> None:
+    """For ``preexec_fn``: Ctrl-C (SIGINT) interrupts the child as it would from a terminal, even
+    when the test's process ignores SIGINT (a background job does, and so may what an earlier
+    test in the same worker left behind): an ignored signal is inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

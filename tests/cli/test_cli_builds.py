@@ -28,6 +28,7 @@ from labfleet.cli.client import Target
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import Toolchain
 from tests.cli.test_cli_against_server import Server, admin_token, cli
+from tests.helpers import interruptible
 
 REPO = "https://git.example.org/linux.git"
 
@@ -221,6 +222,7 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(server: Server, token: st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         assert proc.stderr is not None

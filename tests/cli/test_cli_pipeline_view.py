@@ -42,7 +42,7 @@ from labfleet.schemas.enums import (
     TestResultStatus,
     WorkStatus,
 )
-from tests.helpers import free_port
+from tests.helpers import free_port, interruptible
 
 REPO = "https://git.example.org/linux.git"
 T0 = "2030-01-02T03:04:00+00:00"
@@ -743,6 +743,7 @@ def test_ctrl_c_stops_following_and_says_how_to_resume(serve_stand_in: Any) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         assert proc.stdout is not None
