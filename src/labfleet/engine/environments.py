@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.loops import utcnow
 from labfleet.schemas.enums import EnvironmentStatus
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.leases import LeaseKeeper, Renewal, worker_name
@@ -23,10 +24,6 @@ from labfleet.services.environments import service as environments
 from labfleet.services.environments.provisioning import Provisioner, ProvisionFailed
 
 log = logging.getLogger(__name__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class EnvironmentWorker:
@@ -59,7 +56,7 @@ class EnvironmentWorker:
                         try:
                             async with self.sessions() as session:
                                 claimed = await environments.claim(
-                                    session, worker=self.name, lease_seconds=self.lease_seconds, now=_now()
+                                    session, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
                                 )
                                 await session.commit()
                         except Exception:
@@ -81,7 +78,7 @@ class EnvironmentWorker:
     async def expire(self, now: datetime | None = None) -> list[int]:
         """Ready standalone environments past their expiry are released."""
         async with self.sessions() as session:
-            due = await environments.expire(session, now or _now())
+            due = await environments.expire(session, now or utcnow())
             await session.commit()
         return due
 
@@ -91,7 +88,7 @@ class EnvironmentWorker:
         async def renew() -> Renewal:
             async with self.sessions() as session:
                 held = await environments.beat(
-                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=_now()
+                    session, env_id=env_id, worker=self.name, lease_seconds=self.lease_seconds, now=utcnow()
                 )
                 await session.commit()
             return Renewal(held=held)

@@ -1,12 +1,18 @@
-"""Running a coroutine every so often, logging (not dying of) its failures."""
+"""Running a coroutine every so often, logging (not dying of) its failures; the time now."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """Aware UTC, as the rows store it (the engine does not reach ``db/``, where the other one is)."""
+    return datetime.now(UTC)
 
 
 async def every(

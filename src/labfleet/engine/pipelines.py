@@ -18,11 +18,11 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.loops import utcnow
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import PipelineStatus, Role, StageStatus
 from labfleet.schemas.pipelines import TestCase
@@ -40,10 +40,6 @@ from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.pipelines.testing import Outcome, run_tests
 
 log = logging.getLogger(__name__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PipelineWorker:
@@ -90,7 +86,7 @@ class PipelineWorker:
     async def claim(self) -> int | None:
         async with self.sessions() as session:
             found = await pipelines.claim_next(
-                session, worker=self.name, lease_seconds=self.settings.lease_seconds, now=_now()
+                session, worker=self.name, lease_seconds=self.settings.lease_seconds, now=utcnow()
             )
             await session.commit()
         if found is None:
@@ -219,7 +215,7 @@ class _Run:
                 pipeline_id=self.id,
                 worker=self.w.name,
                 lease_seconds=self.w.settings.lease_seconds,
-                now=_now(),
+                now=utcnow(),
             )
             await session.commit()
         if row is None:

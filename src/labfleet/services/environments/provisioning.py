@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from labfleet.db.base import utcnow
 from labfleet.db.models.environments import BOARD, ENV_PROVISIONING, ENV_READY, QEMU
 from labfleet.hw.ssh import SshPool
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts.service import Store
+from labfleet.services.core.events import EventBus
 from labfleet.services.environments import service as environments
 from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.environments.record import EnvRecord
@@ -68,9 +71,15 @@ class Provisioner:
 
     def __init__(self, *, record: EnvRecord, targets: Mapping[str, Target]) -> None:
         self.record = record
-        self.sessions = record.sessions
-        self.bus = record.bus
         self.targets = targets
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self.record.sessions
+
+    @property
+    def bus(self) -> EventBus | None:
+        return self.record.bus
 
     async def target(self, env_id: int) -> Target:
         async with self.sessions() as session:

@@ -43,6 +43,14 @@ def why_not_now(exc: Unavailable) -> str:
 
 
 @dataclass
+class _Wait:
+    """One wait for a target: until when, and what was last said about it (said once)."""
+
+    deadline: float
+    said: str | None = None
+
+
+@dataclass
 class PipelineEnvironment:
     sessions: async_sessionmaker[AsyncSession]
     provisioner: Provisioner
@@ -107,7 +115,7 @@ class PipelineEnvironment:
         """A new environment for the pipeline, on a resource other than ``skip``; with ``wait``,
         waited for (in turn) until one comes free or ``resource_wait_s`` passes."""
         data = await self._request()
-        deadline = asyncio.get_running_loop().time() + self.settings.resource_wait_s
+        waiting = _Wait(deadline=asyncio.get_running_loop().time() + self.settings.resource_wait_s)
         turn = self.queue_for(
             data.model_dump_json(include={"kind", "architecture", "target", "requirements"})
         )
@@ -115,24 +123,24 @@ class PipelineEnvironment:
         try:
             while True:
                 if wait and min(turn) < self.pipeline_id:
-                    await self._behind(min(turn), deadline)
+                    await self._behind(min(turn), waiting)
                     continue
-                env_id = await self._reserve(data, skip, wait=wait, deadline=deadline)
+                env_id = await self._reserve(data, skip, wait=wait, waiting=waiting)
                 if env_id is not None:
                     return env_id
         finally:
             turn.discard(self.pipeline_id)
 
-    async def _behind(self, first: int, deadline: float) -> None:
-        if not getattr(self, "_said_behind", False):
-            self._said_behind = True
+    async def _behind(self, first: int, waiting: _Wait) -> None:
+        if waiting.said is None:
+            waiting.said = f"behind pipeline #{first}"
             self.say(f"waiting behind older pipelines asking for the same target (#{first} first)")
         await asyncio.sleep(self.settings.resource_retry_s / 3)
-        if asyncio.get_running_loop().time() > deadline:
+        if asyncio.get_running_loop().time() > waiting.deadline:
             raise StageFailed(f"no {self.kind} target came free within {self.settings.resource_wait_s:g} s")
 
     async def _reserve(
-        self, data: EnvironmentCreate, skip: list[int], *, wait: bool, deadline: float
+        self, data: EnvironmentCreate, skip: list[int], *, wait: bool, waiting: _Wait
     ) -> int | None:
         """The environment, or ``None`` when nothing is free now (said once per reason)."""
         try:
@@ -156,10 +164,10 @@ class PipelineEnvironment:
             if not wait:
                 raise
             why = why_not_now(exc)
-            if getattr(self, "_said_waiting", None) != why:
-                self._said_waiting = why
+            if waiting.said != why:
+                waiting.said = why
                 self.say(f"waiting for a {KINDS[self.kind].noun}: {why}")
-            if asyncio.get_running_loop().time() > deadline:
+            if asyncio.get_running_loop().time() > waiting.deadline:
                 within = f"within {self.settings.resource_wait_s:g} s"
                 raise StageFailed(f"no {self.kind} target came free {within}: {exc.message}") from exc
             await asyncio.sleep(self.settings.resource_retry_s)
