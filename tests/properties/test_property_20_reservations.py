@@ -16,6 +16,7 @@ from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import Board, Host
 from labfleet.errors import Conflict
 from labfleet.schemas.auth import SYSTEM
+from labfleet.schemas.query import ListQuery
 from labfleet.schemas.reservations import ReservationCreate
 from labfleet.services.reservations import service as reservations
 from tests.db import reservation_worker
@@ -104,7 +105,7 @@ async def test_property_20_concurrent_reservations_never_over_commit_or_double_b
         # Release returns exactly what was reserved: with everything released, each host holds
         # its whole capacity again, and each board a holder again.
         async with sessions() as session:
-            _, held = await reservations.search(session=session, limit=1000)
+            _, held = await reservations.search(session=session, query=ListQuery(limit=1000))
             for r in held:
                 await reservations.release(session=session, actor=SYSTEM, ident=r.id)
             await session.commit()

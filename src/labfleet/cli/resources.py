@@ -27,7 +27,7 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None and v != {}}
 
 
-def _ssh(user: str | None, port: int | None, key: Path | None, password: str | None) -> dict[str, Any]:
+def _ssh(user: str | None, port: int | None, key: Path | None, password: str | None = None) -> dict[str, Any]:
     return _drop_none(
         {
             "username": user,
@@ -36,6 +36,13 @@ def _ssh(user: str | None, port: int | None, key: Path | None, password: str | N
             "password": password,
         }
     )
+
+
+def _machine(
+    hostname: str | None, address: str | None, ssh: dict[str, Any], description: str | None, **kind: Any
+) -> dict[str, Any]:
+    """The fields a build server and a QEMU host share, and those of ``kind``."""
+    return {"hostname": hostname, "address": address, "ssh": ssh, "description": description, **kind}
 
 
 def _body(from_file: Path | None, fields: dict[str, Any], labels: list[str] | None) -> dict[str, Any]:
@@ -80,13 +87,13 @@ def add_build_server(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a build server."""
-    fields = {
-        "hostname": hostname,
-        "address": address,
-        "ssh": _ssh(ssh_user, ssh_port, ssh_key, ssh_password),
-        "max_concurrent_builds": max_builds,
-        "description": description,
-    }
+    fields = _machine(
+        hostname,
+        address,
+        _ssh(ssh_user, ssh_port, ssh_key, ssh_password),
+        description,
+        max_concurrent_builds=max_builds,
+    )
     post(ctx, "/build-servers", _body(from_file, fields, label), as_json)
 
 
@@ -109,14 +116,9 @@ def add_host(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a QEMU host."""
-    fields = {
-        "hostname": hostname,
-        "address": address,
-        "libvirt_uri": libvirt_uri,
-        "ssh": _ssh(ssh_user, ssh_port, ssh_key, ssh_password),
-        "utilization_threshold_pct": threshold,
-        "description": description,
-    }
+    ssh = _ssh(ssh_user, ssh_port, ssh_key, ssh_password)
+    kind = {"libvirt_uri": libvirt_uri, "utilization_threshold_pct": threshold}
+    fields = _machine(hostname, address, ssh, description, **kind)
     post(ctx, "/hosts", _body(from_file, fields, label), as_json)
 
 
@@ -149,7 +151,7 @@ def add_board(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a board."""
-    ssh = _ssh(ssh_user, ssh_port, ssh_key, None)
+    ssh = _ssh(ssh_user, ssh_port, ssh_key)
     if ssh_address:
         ssh["address"] = ssh_address
     fields = {

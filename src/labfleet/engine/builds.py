@@ -27,9 +27,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.worker import StoreWorker, WorkerOptions
 from labfleet.schemas.enums import BuildJobStatus
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts.service import Store as ArtifactStore
@@ -38,7 +40,6 @@ from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
 from labfleet.services.builds.attempt import BuildAttempts, Stopped
 from labfleet.services.builds.logs import JobLog
-from labfleet.services.builds.queue import worker_id
 from labfleet.services.builds.run import BuildResult
 from labfleet.services.core.events import EventBus, Subscription
 from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
@@ -64,7 +65,7 @@ class _Running:
     stop: Stopped | None = None
 
 
-class BuildWorker:
+class BuildWorker(StoreWorker[builds.BuildPolicy]):
     def __init__(
         self,
         *,
@@ -74,22 +75,12 @@ class BuildWorker:
         secrets: SecretBox,
         policy: builds.BuildPolicy,
         max_builds: int = 16,
-        poll_seconds: float = 2.0,
-        scratch: Path | None = None,
-        name: str | None = None,
+        **options: Unpack[WorkerOptions],
     ) -> None:
-        self.name = name or worker_id()
-        self._sessions = sessions
-        self._bus = bus
-        self._store = store
-        self._secrets = secrets
-        self._policy = policy
+        super().__init__(sessions, bus, store, secrets, policy, **options)
         self._max_builds = max_builds
-        self._poll = poll_seconds
-        self._scratch = scratch
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
-        self._recovered_at = 0.0
         self._attempts = BuildAttempts(
             sessions=sessions, secrets=secrets, store=store, policy=policy, worker=self.name
         )
@@ -132,15 +123,8 @@ class BuildWorker:
         if running is not None and data.get("cancel_requested"):
             running.wake.set()  # its heartbeat looks now, and sees the cancel
 
-    async def _recover_if_due(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._recovered_at < max(self._policy.lease_seconds / 4, 0.5):
-            return
-        self._recovered_at = loop.time()
-        try:
-            await recover(sessions=self._sessions, bus=self._bus, max_attempts=self._policy.max_attempts)
-        except Exception:
-            log.exception("recovering expired build leases failed; retrying later")
+    async def recover(self) -> list[tuple[int, str]]:
+        return await recover(sessions=self._sessions, bus=self._bus, max_attempts=self._policy.max_attempts)
 
     async def _claim_all(self) -> None:
         if len(self._running) >= self._max_builds:

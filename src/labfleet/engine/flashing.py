@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
+from typing import Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.worker import StoreWorker, WorkerOptions
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts.service import Store
-from labfleet.services.builds.queue import worker_id
 from labfleet.services.core.events import EventBus
 from labfleet.services.flashing import FlashJob, run
 from labfleet.services.flashing import service as flashing
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 Sessions = async_sessionmaker[AsyncSession]
 
 
-class FlashWorker:
+class FlashWorker(StoreWorker[FlashPolicy]):
     def __init__(
         self,
         *,
@@ -41,22 +41,12 @@ class FlashWorker:
         policy: FlashPolicy = FlashPolicy(),
         hardware: FlashHardware | None = None,
         max_jobs: int = 8,
-        poll_seconds: float = 2.0,
-        scratch: Path | None = None,
-        name: str | None = None,
+        **options: Unpack[WorkerOptions],
     ) -> None:
-        self.name = name or worker_id()
-        self._sessions = sessions
-        self._bus = bus
-        self._store = store
-        self._secrets = secrets
-        self._policy = policy
+        super().__init__(sessions, bus, store, secrets, policy, **options)
         self._hardware = hardware
         self._max_jobs = max_jobs
-        self._poll = poll_seconds
-        self._scratch = scratch
         self._running: dict[int, asyncio.Task[FlashJob | None]] = {}
-        self._recovered_at = float("-inf")
 
     async def run(self) -> None:
         """Claim and run flash jobs until cancelled; then give back what runs."""
@@ -95,16 +85,6 @@ class FlashWorker:
         for job in jobs:
             flashing.announce(self._bus, job)
         return touched
-
-    async def _recover_if_due(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._recovered_at < max(self._policy.lease_seconds / 4, 0.5):
-            return
-        self._recovered_at = loop.time()
-        try:
-            await self.recover()
-        except Exception:
-            log.exception("recovering expired flash leases failed; retrying later")
 
     async def _claim_all(self, hardware: FlashHardware) -> list[asyncio.Task[FlashJob | None]]:
         started: list[asyncio.Task[FlashJob | None]] = []

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from labfleet.errors import Corrupted, NotFound
-from labfleet.storage.protocol import StoredBlob
+from labfleet.errors import NotFound
+from labfleet.storage.protocol import StoredBlob, check_upload
 
 T = TypeVar("T")
 
@@ -156,13 +156,7 @@ class TempBlob:
         """
         actual = self.digest.hexdigest()
         try:
-            if expected is not None and actual != expected:
-                raise Corrupted(
-                    f"content hashes to SHA-256 {actual}, not the expected {expected}; nothing stored",
-                    expected=expected,
-                    actual=actual,
-                    field="sha256",
-                )
+            check_upload(actual, expected)
             blob = StoredBlob(sha256=actual, size=self.size)
             os.fsync(self.fd)
             os.close(self.fd)

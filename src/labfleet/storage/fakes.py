@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from labfleet.errors import Corrupted, Invalid, NotFound
-from labfleet.storage.protocol import StoredBlob, Verification, check_digest
+from labfleet.storage.protocol import StoredBlob, Verification, check_digest, check_upload
 
 
 class MemoryStore:
@@ -48,13 +48,7 @@ class MemoryStore:
         if expected is not None:
             check_digest(expected)
         actual = hashlib.sha256(data).hexdigest()
-        if expected is not None and actual != expected:
-            raise Corrupted(
-                f"content hashes to SHA-256 {actual}, not the expected {expected}; nothing stored",
-                expected=expected,
-                actual=actual,
-                field="sha256",
-            )
+        check_upload(actual, expected)
         self.blobs.setdefault(actual, data)
         return StoredBlob(sha256=actual, size=len(data))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from labfleet.errors import Invalid
+from labfleet.errors import Corrupted, Invalid
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -25,6 +25,17 @@ def check_digest(digest: str) -> str:
     if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
         raise Invalid(f"not a SHA-256 digest (64 lowercase hex digits): {digest!r}", field="digest")
     return digest
+
+
+def check_upload(actual: str, expected: str | None) -> None:
+    """``Corrupted`` (field ``sha256``) when bytes being stored hash to other than the declared digest."""
+    if expected is not None and actual != expected:
+        raise Corrupted(
+            f"content hashes to SHA-256 {actual}, not the expected {expected}; nothing stored",
+            expected=expected,
+            actual=actual,
+            field="sha256",
+        )
 
 
 @dataclass(frozen=True, slots=True)

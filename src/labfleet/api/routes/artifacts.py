@@ -17,7 +17,7 @@ from labfleet.api.routes.inventory import api_base
 from labfleet.errors import Corrupted
 from labfleet.schemas.artifacts import ArtifactOut, ArtifactType, LatestOut, RetentionOut, RetentionRun
 from labfleet.schemas.common import Page
-from labfleet.schemas.query import MAX_PAGE
+from labfleet.schemas.query import MAX_PAGE, ListQuery
 from labfleet.services.artifacts import service as artifacts
 
 router = APIRouter(prefix="/artifacts", tags=["artifacts"], responses=responses(401, 403, 422))
@@ -46,17 +46,16 @@ async def list_artifacts(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[ArtifactOut]:
-    total, items = await artifacts.search(
-        session=session,
-        build_id=build_id,
-        commit=commit,
-        repository_url=repository,
-        branch=branch,
-        architecture=architecture,
-        type=type_,
-        limit=limit,
-        offset=offset,
-    )
+    fields = {
+        "build_job_id": build_id,
+        "commit": commit,
+        "repository_url": repository,
+        "branch": branch,
+        "architecture": architecture,
+        "type": None if type_ is None else type_.value,
+    }
+    query = ListQuery(limit=limit, offset=offset, fields=fields)
+    total, items = await artifacts.search(session=session, query=query)
     base = api_base(request)
     return Page[ArtifactOut](count=total, items=[render.artifact(a, base) for a in items])
 

@@ -12,7 +12,7 @@ from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.errors import Unavailable
 from labfleet.schemas.common import Page
-from labfleet.schemas.query import MAX_PAGE
+from labfleet.schemas.query import MAX_PAGE, ListQuery
 from labfleet.schemas.reservations import ReservationCreate, ReservationExtend, ReservationOut
 from labfleet.services.reservations import service as reservations
 
@@ -74,16 +74,9 @@ async def list_reservations(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[ReservationOut]:
-    total, items = await reservations.search(
-        session=session,
-        only_active=active,
-        host_id=host_id,
-        board_id=board_id,
-        owner=owner,
-        team=team,
-        limit=limit,
-        offset=offset,
-    )
+    fields = {"host_id": host_id, "board_id": board_id, "owner": owner, "team": team}
+    query = ListQuery(limit=limit, offset=offset, fields=fields)
+    total, items = await reservations.search(session=session, query=query, only_active=active)
     base = api_base(request)
     return Page[ReservationOut](count=total, items=[render.reservation(r, base) for r in items])
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Artifact, ArtifactReference, BuildJob, RetentionPolicy
 from labfleet.db.models.builds import SUCCEEDED
+from labfleet.db.repositories.paging import newest_first
 
 
 async def get(session: AsyncSession, ident: int) -> Artifact | None:
@@ -18,31 +22,10 @@ async def get_build(session: AsyncSession, ident: int) -> BuildJob | None:
 
 
 async def page(
-    session: AsyncSession,
-    *,
-    build_id: int | None = None,
-    commit: str | None = None,
-    repository_url: str | None = None,
-    branch: str | None = None,
-    architecture: str | None = None,
-    type_: str | None = None,
-    limit: int,
-    offset: int,
+    session: AsyncSession, *, fields: Mapping[str, Any], limit: int, offset: int
 ) -> tuple[int, list[Artifact]]:
-    stmt = select(Artifact)
-    for column, value in (
-        (Artifact.build_job_id, build_id),
-        (Artifact.commit, commit),
-        (Artifact.repository_url, repository_url),
-        (Artifact.branch, branch),
-        (Artifact.architecture, architecture),
-        (Artifact.type, type_),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(stmt.order_by(Artifact.id.desc()).limit(limit).offset(offset))
-    return int(total or 0), list(rows)
+    """Artifacts whose columns equal ``fields`` (those not None), newest first."""
+    return await newest_first(session, Artifact, fields=fields, limit=limit, offset=offset)
 
 
 async def of_build(session: AsyncSession, build_id: int) -> list[Artifact]:

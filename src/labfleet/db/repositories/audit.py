@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import AuditEntry
+from labfleet.db.repositories.paging import newest_first
 
 
 async def page(
@@ -16,11 +16,5 @@ async def page(
     limit: int,
     offset: int,
 ) -> tuple[int, list[AuditEntry]]:
-    stmt = select(AuditEntry)
-    if object_type is not None:
-        stmt = stmt.where(AuditEntry.object_type == object_type)
-    if object_id is not None:
-        stmt = stmt.where(AuditEntry.object_id == object_id)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit).offset(offset))
-    return int(total or 0), list(rows)
+    fields = {"object_type": object_type, "object_id": object_id}
+    return await newest_first(session, AuditEntry, fields=fields, limit=limit, offset=offset)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.models import BuildJob, BuildLogChunk, BuildServer, BuildServerLabel, Toolchain
 from labfleet.db.models.builds import CANCELLED, QUEUED, RUNNING, SUCCEEDED
 from labfleet.db.repositories import log_chunks
+from labfleet.db.repositories.paging import newest_first
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -120,20 +121,14 @@ async def page(
     limit: int,
     offset: int,
 ) -> tuple[int, list[BuildJob]]:
-    stmt = select(BuildJob)
-    if statuses:
-        stmt = stmt.where(BuildJob.status.in_(statuses))
-    for column, value in (
-        (BuildJob.architecture, architecture),
-        (BuildJob.repository_url, repository_url),
-        (BuildJob.branch, branch),
-        (BuildJob.build_server_id, build_server_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(stmt.order_by(BuildJob.id.desc()).limit(limit).offset(offset))
-    return int(total or 0), list(rows)
+    where = [BuildJob.status.in_(statuses)] if statuses else []
+    fields = {
+        "architecture": architecture,
+        "repository_url": repository_url,
+        "branch": branch,
+        "build_server_id": build_server_id,
+    }
+    return await newest_first(session, BuildJob, fields=fields, where=where, limit=limit, offset=offset)
 
 
 async def cancel_queued(session: AsyncSession, *, job_id: int, reason: str, now: datetime) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.models import Pipeline, PipelineLogChunk, PipelineStage, TestResult
 from labfleet.db.models.pipelines import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from labfleet.db.repositories import log_chunks
+from labfleet.db.repositories.paging import newest_first
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -52,12 +53,7 @@ async def search(
     limit: int,
     offset: int,
 ) -> tuple[int, list[Pipeline]]:
-    where = [getattr(Pipeline, k) == v for k, v in filters.items() if v is not None]
-    count = await session.scalar(select(func.count()).select_from(Pipeline).where(*where))
-    rows = await session.scalars(
-        select(Pipeline).where(*where).order_by(Pipeline.id.desc()).limit(limit).offset(offset)
-    )
-    return int(count or 0), list(rows)
+    return await newest_first(session, Pipeline, fields=filters, limit=limit, offset=offset)
 
 
 async def stats(session: AsyncSession, *, filters: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,14 +7,16 @@ checking the same capacity at once are served one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Board, Host, Reservation
+from labfleet.db.repositories.paging import newest_first
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -144,27 +146,13 @@ async def page(
     *,
     now: datetime,
     only_active: bool,
-    host_id: int | None,
-    board_id: int | None,
-    owner: str | None,
-    team: str | None,
+    fields: Mapping[str, Any],
     limit: int,
     offset: int,
 ) -> tuple[int, list[Reservation]]:
-    stmt = select(Reservation)
-    if only_active:
-        stmt = stmt.where(active(now))
-    for column, value in (
-        (Reservation.host_id, host_id),
-        (Reservation.board_id, board_id),
-        (Reservation.owner, owner),
-        (Reservation.team, team),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = await session.scalars(stmt.order_by(Reservation.id.desc()).limit(limit).offset(offset))
-    return int(total or 0), list(rows)
+    """Reservations whose columns equal ``fields``, newest first; only those held at ``now`` if asked."""
+    where = [active(now)] if only_active else []
+    return await newest_first(session, Reservation, fields=fields, where=where, limit=limit, offset=offset)
 
 
 async def active_on(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labfleet.db.base import utcnow
 from labfleet.db.models import BuildJob, BuildServer
 from labfleet.db.models.builds import CANCELLED, FAILED, QUEUED, RUNNING
 from labfleet.db.repositories.build_queue import FAILED_OUTCOME, REQUEUED, claim_values, load_job
@@ -27,8 +28,8 @@ async def claim_for_server(
     architectures: Collection[str],
     worker: str,
     lease_seconds: float,
-    now: datetime,
     disk_critical_gb: float,
+    now: datetime | None = None,
 ) -> BuildJob | None:
     """Claim the next job for a free slot of one build server, or None.
 
@@ -39,6 +40,7 @@ async def claim_for_server(
     job it may run is taken: one placed on it, or an ``auto`` one whose architecture it has
     a toolchain for. The job is then placed on it.
     """
+    now = now or utcnow()
     slots = await _server_slots(session, server_id=server_id, disk_critical_gb=disk_critical_gb)
     if slots is None:
         return None

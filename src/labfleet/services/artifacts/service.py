@@ -22,6 +22,7 @@ from labfleet.db.repositories import artifacts as repo
 from labfleet.errors import Conflict, Corrupted, NotFound
 from labfleet.schemas.artifacts import ArtifactType
 from labfleet.schemas.auth import SYSTEM, Actor
+from labfleet.schemas.query import ListQuery
 from labfleet.services.core import alerts, audit
 from labfleet.storage import ArtifactStore, LocalStore
 
@@ -129,29 +130,10 @@ async def get(*, session: AsyncSession, ident: int) -> Artifact:
     return artifact
 
 
-async def search(
-    *,
-    session: AsyncSession,
-    build_id: int | None = None,
-    commit: str | None = None,
-    repository_url: str | None = None,
-    branch: str | None = None,
-    architecture: str | None = None,
-    type: ArtifactType | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[int, list[Artifact]]:
-    return await repo.page(
-        session,
-        build_id=build_id,
-        commit=commit,
-        repository_url=repository_url,
-        branch=branch,
-        architecture=architecture,
-        type_=None if type is None else ArtifactType(type).value,
-        limit=limit,
-        offset=offset,
-    )
+async def search(*, session: AsyncSession, query: ListQuery) -> tuple[int, list[Artifact]]:
+    """A page of artifacts; ``query.fields`` are columns (``build_job_id``, ``commit``,
+    ``repository_url``, ``branch``, ``architecture``, ``type``) and the values they must equal."""
+    return await repo.page(session, fields=query.fields, limit=query.limit, offset=query.offset)
 
 
 async def for_build(*, session: AsyncSession, build_id: int) -> list[Artifact]:
@@ -161,7 +143,7 @@ async def for_build(*, session: AsyncSession, build_id: int) -> list[Artifact]:
 
 async def for_commit(*, session: AsyncSession, commit: str) -> list[Artifact]:
     """Every artifact built from exactly this commit hash (R4.3)."""
-    _, rows = await repo.page(session, commit=commit, limit=10_000, offset=0)
+    _, rows = await repo.page(session, fields={"commit": commit}, limit=10_000, offset=0)
     return rows
 
 

@@ -22,6 +22,7 @@ from labfleet.db.repositories import build_queue as repo
 from labfleet.db.repositories import builds as builds_repo
 from labfleet.db.repositories import server_queue
 from labfleet.errors import Conflict
+from labfleet.schemas.enums import BuildJobStatus
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
@@ -80,20 +81,21 @@ async def finish(
     session: AsyncSession,
     job_id: int,
     worker: str,
-    status: str,
+    status: BuildJobStatus | str,
     failure_reason: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Record how a held job ended; refused (Conflict) unless ``worker`` still holds it."""
-    done = await repo.finish(
+    """Record how a held job ended; refused (Conflict) unless ``worker`` still holds it, and
+    ``ValueError`` for a status that is not one a job ends with."""
+    ended = BuildJobStatus(status).value
+    if not await repo.finish(
         session,
         job_id=job_id,
         worker=worker,
-        status=status,
+        status=ended,
         failure_reason=failure_reason,
         now=now or utcnow(),
-    )
-    if not done:
+    ):
         raise Conflict(f"build job {job_id} is not held by worker {worker}; its result is not recorded")
 
 
@@ -111,27 +113,10 @@ async def servers(*, session: AsyncSession) -> list[builds_repo.ServerRow]:
     return await builds_repo.servers(session)
 
 
-async def claim_for_server(
-    *,
-    session: AsyncSession,
-    server_id: int,
-    architectures: Collection[str],
-    worker: str,
-    lease_seconds: float,
-    disk_critical_gb: float,
-    now: datetime | None = None,
-) -> BuildJob | None:
-    """The next job for a free slot of the server, placed on it; None when it has no free slot or
-    nothing it can run is queued (see ``server_queue.claim_for_server`` in the repository)."""
-    return await server_queue.claim_for_server(
-        session,
-        server_id=server_id,
-        architectures=architectures,
-        worker=worker,
-        lease_seconds=lease_seconds,
-        now=now or utcnow(),
-        disk_critical_gb=disk_critical_gb,
-    )
+# The claim is one statement of the repository's (see ``server_queue.claim_for_server``): the
+# next job for a free slot of the server, placed on it, or None; named here for the engine,
+# which does not reach ``db/``.
+claim_for_server = server_queue.claim_for_server
 
 
 async def beat(
@@ -156,11 +141,17 @@ async def set_commit(*, session: AsyncSession, job_id: int, worker: str, commit:
 
 
 async def finish_held(
-    *, session: AsyncSession, job_id: int, worker: str, status: str, failure_reason: str | None = None
+    *,
+    session: AsyncSession,
+    job_id: int,
+    worker: str,
+    status: BuildJobStatus | str,
+    failure_reason: str | None = None,
 ) -> bool:
-    """Like ``finish``, but False instead of ``Conflict`` when the lease is gone."""
+    """Like ``finish``, now, but False instead of ``Conflict`` when the lease is gone."""
+    ended = BuildJobStatus(status).value
     return await repo.finish(
-        session, job_id=job_id, worker=worker, status=status, failure_reason=failure_reason, now=utcnow()
+        session, job_id=job_id, worker=worker, status=ended, failure_reason=failure_reason, now=utcnow()
     )
 
 

@@ -315,14 +315,7 @@ class JobRun(ImageWriting):
 async def _flash_alert(session: AsyncSession, board: Board, verdict: _Verdict, now: datetime) -> None:
     """A failed board gets a critical ``flash-failed`` alert; a success resolves it."""
     if verdict.alert is not None:
-        await board_records.raise_alert(
-            session=session,
-            board_id=board.id,
-            kind=FLASH_FAILED,
-            severity="critical",
-            message=verdict.alert,
-            now=now,
-        )
+        await board_records.raise_alert(session, board.id, FLASH_FAILED, verdict.alert, now=now)
     elif verdict.status == SUCCEEDED:
         await board_records.resolve_alert(session=session, board_id=board.id, kind=FLASH_FAILED, now=now)
 

@@ -173,14 +173,7 @@ async def _audit_request(
         display=display(job, board.name),
         after=snapshot(job),
     )
-    await board_records.audit_update(
-        session=session,
-        actor=actor,
-        board_id=board.id,
-        name=board.name,
-        before={"status": before},
-        after={"status": BoardStatus.flashing.value},
-    )
+    await board_records.audit_status(session, actor, board.id, board.name, before, BoardStatus.flashing)
 
 
 def _version_of(artifact: Artifact) -> str:
@@ -316,23 +309,10 @@ async def _board_failed(
         values={"status": BoardStatus.failed.value},
         when_status=BoardStatus.flashing.value,
     )
-    await board_records.raise_alert(
-        session=session,
-        board_id=job.board_id,
-        kind=FLASH_FAILED,
-        severity="critical",
-        message=f"board {name}: flash job #{job.id} failed: {reason}",
-        now=now,
-    )
+    failed = f"board {name}: flash job #{job.id} failed: {reason}"
+    await board_records.raise_alert(session, job.board_id, FLASH_FAILED, failed, now=now)
     if before is not None:
-        await board_records.audit_update(
-            session=session,
-            actor=actor,
-            board_id=job.board_id,
-            name=name,
-            before={"status": before},
-            after={"status": BoardStatus.failed.value},
-        )
+        await board_records.audit_status(session, actor, job.board_id, name, before, BoardStatus.failed)
 
 
 __all__ = [

@@ -40,7 +40,7 @@ checks is not running them any more. A check never sets ``degraded`` and treats 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,11 +56,11 @@ from labfleet.secretbox import SecretBox
 from labfleet.selection import Thresholds
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.core import alerts
+from labfleet.services.health.missed import OFFLINE, UNREACHABLE, Checked, Missed, raise_unreachable
 from labfleet.services.inventory import credentials
 
 RESOURCE_KIND = "build_server"
 DISK_LOW = "disk_low"
-UNREACHABLE = "unreachable"
 # The login directory: build workspaces live under it (as at registration).
 WORKSPACE_DISK = "."
 # Servers checked at once by one round.
@@ -69,7 +69,6 @@ MAX_CONCURRENT_CHECKS = 16
 _MB = 1024**2
 _GB = 1024**3
 _ONLINE = ServerStatus.online.value
-_OFFLINE = ServerStatus.offline.value
 _DEGRADED = ServerStatus.degraded.value
 _MAINTENANCE = ServerStatus.maintenance.value
 _DECOMMISSIONED = ServerStatus.decommissioned.value
@@ -108,26 +107,14 @@ class Probe:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult(Checked):
     """What one check changed; ``jobs`` are to be announced after the commit."""
 
     server_id: int
-    hostname: str
-    answered: bool
-    status: str
-    previous_status: str
-    failures: int
-    error: str | None = None
     disk_free_gb: float | None = None
-    raised: tuple[str, ...] = ()
-    resolved: tuple[str, ...] = ()
     jobs: tuple[tuple[int, str], ...] = ()
     """Running builds taken off the server: (job id, ``requeued`` or ``failed``)."""
-
-    @property
-    def changed_status(self) -> bool:
-        return self.status != self.previous_status
 
 
 # -- 1. which servers
@@ -266,46 +253,22 @@ async def _unanswered(
     row = await checks_repo.record_failure(session, server_id=target.server_id, error=error, now=now)
     if row is None:
         return None
-    failures, before = row
-    result = CheckResult(
-        server_id=target.server_id,
-        hostname=target.hostname,
-        answered=False,
-        status=before,
-        previous_status=before,
-        failures=failures,
-        error=error,
-    )
-    if failures < policy.failure_limit:
+    missed = Missed(*row, limit=policy.failure_limit)
+    result = missed.result(CheckResult, hostname=target.hostname, error=error, server_id=target.server_id)
+    if not missed.past_limit:
         return result
-
     down = await checks_repo.take_offline(session, server_id=target.server_id)
-    status = _OFFLINE if down else before
-    why = f"build server {target.hostname} did not answer {failures} health checks in a row: {error}"
-    raised: tuple[str, ...] = ()
-    if status != _MAINTENANCE:
-        await alerts.raise_alert(
-            session=session,
-            resource_kind=RESOURCE_KIND,
-            resource_id=target.server_id,
-            kind=UNREACHABLE,
-            severity="critical",
-            message=why,
-            now=now,
-        )
-        raised = (UNREACHABLE,)
+    why = missed.says("build server", target.hostname, error)
+    if missed.unreachable:
+        await raise_unreachable(session, RESOURCE_KIND, target.server_id, why, now)
+    # Also in maintenance: a machine that answered none of N checks runs no build any more.
     jobs = await take_running_builds(
         session=session, server_id=target.server_id, reason=why, max_attempts=policy.max_attempts, now=now
     )
-    return CheckResult(
-        server_id=target.server_id,
-        hostname=target.hostname,
-        answered=False,
-        status=status,
-        previous_status=before,
-        failures=failures,
-        error=error,
-        raised=raised,
+    return replace(
+        result,
+        status=OFFLINE if down else missed.before,
+        raised=(UNREACHABLE,) if missed.unreachable else (),
         jobs=tuple(jobs),
     )
 

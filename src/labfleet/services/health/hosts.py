@@ -45,7 +45,7 @@ utilization stays true, but a check never changes its status, and not answering 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -57,15 +57,13 @@ from labfleet.errors import DeviceError
 from labfleet.hw.libvirt import LibvirtHost
 from labfleet.schemas.enums import ServerStatus
 from labfleet.services.core import alerts
+from labfleet.services.health.missed import OFFLINE, UNREACHABLE, Checked, Missed, raise_unreachable
 from labfleet.services.health.probes import HostAccess, ResourceProbe
 
 RESOURCE_KIND = "host"
-UNREACHABLE = "unreachable"
 MAX_CONCURRENT_CHECKS = 16
 
 _ONLINE = ServerStatus.online.value
-_OFFLINE = ServerStatus.offline.value
-_MAINTENANCE = ServerStatus.maintenance.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,24 +176,12 @@ class Probe:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult(Checked):
     host_id: int
-    hostname: str
-    answered: bool
-    status: str
-    previous_status: str
-    failures: int
-    error: str | None = None
     usage: HostUsage | None = None
-    raised: tuple[str, ...] = ()
-    resolved: tuple[str, ...] = ()
     reservations: tuple[int, ...] = field(default=())
     """Active reservations on a host that went offline: flagged in its alert."""
-
-    @property
-    def changed_status(self) -> bool:
-        return self.status != self.previous_status
 
 
 # -- 1. which hosts
@@ -305,20 +291,11 @@ async def _unanswered(
     row = await repo.record_failure(session, host_id=target.host_id, error=error, now=now)
     if row is None:
         return None
-    failures, before = row
-    result = CheckResult(
-        host_id=target.host_id,
-        hostname=target.hostname,
-        answered=False,
-        status=before,
-        previous_status=before,
-        failures=failures,
-        error=error,
-    )
-    if failures < policy.failure_limit or before == _MAINTENANCE:
+    missed = Missed(*row, limit=policy.failure_limit)
+    result = missed.result(CheckResult, hostname=target.hostname, error=error, host_id=target.host_id)
+    if not missed.unreachable:
         return result
     down = await repo.take_offline(session, host_id=target.host_id)
-    status = _OFFLINE if down else before
     held = await repo.holders(session, host_id=target.host_id, now=now)
     vms = await repo.last_running_vms(session, host_id=target.host_id)
     flagged = []
@@ -330,26 +307,13 @@ async def _unanswered(
         flagged.append("environments " + ", ".join(named) + " are on it")
     if held:
         flagged.append("reservations " + ", ".join(f"#{i} ({owner})" for i, owner in held) + " hold it")
-    message = f"QEMU host {target.hostname} did not answer {failures} health checks in a row: {error}"
+    message = missed.says("QEMU host", target.hostname, error)
     if flagged:
         message += "; " + "; ".join(flagged)
-    await alerts.raise_alert(
-        session=session,
-        resource_kind=RESOURCE_KIND,
-        resource_id=target.host_id,
-        kind=UNREACHABLE,
-        severity="critical",
-        message=message,
-        now=now,
-    )
-    return CheckResult(
-        host_id=target.host_id,
-        hostname=target.hostname,
-        answered=False,
-        status=status,
-        previous_status=before,
-        failures=failures,
-        error=error,
+    await raise_unreachable(session, RESOURCE_KIND, target.host_id, message, now)
+    return replace(
+        result,
+        status=OFFLINE if down else missed.before,
         raised=(UNREACHABLE,),
         reservations=tuple(i for i, _ in held),
     )

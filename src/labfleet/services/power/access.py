@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import httpx
 
@@ -21,7 +21,13 @@ from labfleet.hw.power import PowerDeps, PowerDriver, PowerProtocol, build_power
 from labfleet.hw.ssh import SshPool
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory.wiring import power_drivers
-from labfleet.services.power.wiring import controller_runner, open_secret, unconfigured, usable_wiring
+from labfleet.services.power.wiring import (
+    controller_runner,
+    copied_off,
+    open_secret,
+    unconfigured,
+    usable_wiring,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +43,7 @@ class BoardWiring:
 
     @classmethod
     def of(cls, board: Board) -> BoardWiring:
-        return cls(
-            board_id=board.id,
-            name=board.name,
-            console_url=board.console_url,
-            power_driver=board.power_driver,
-            power_params=dict(board.power_params or {}),
-            power_secret=board.power_secret,
-        )
+        return copied_off(cls, board)
 
 
 class Hardware(Protocol):
@@ -75,7 +74,7 @@ class DeviceAccess:
         self._http: dict[tuple[str, str] | None, httpx.AsyncClient] = {}
         self._pool = SshPool()
 
-    async def __aenter__(self) -> DeviceAccess:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

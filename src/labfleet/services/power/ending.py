@@ -65,26 +65,20 @@ async def _consequences(
     error = outcome.controller_error
     if error is not None and not isinstance(error, Busy):
         answers = not isinstance(error, Unreachable | Timeout)
+        said = f"board {board.name}: its power controller {'failed' if answers else 'does not answer'}"
         await board_records.raise_alert(
-            session=session,
-            board_id=board.id,
-            kind=POWER_CONTROLLER,
+            session,
+            board.id,
+            POWER_CONTROLLER,
+            f"{said}: {error.message}",
             severity="warning" if answers else "critical",
-            message=f"board {board.name}: its power controller "
-            f"{'failed' if answers else 'does not answer'}: {error.message}",
             now=now,
         )
     elif outcome.controller_answered:
         await board_records.resolve_alert(session=session, board_id=board.id, kind=POWER_CONTROLLER, now=now)
     if outcome.boot_failed:
-        await board_records.raise_alert(
-            session=session,
-            board_id=board.id,
-            kind=BOOT_FAILED,
-            severity="critical",
-            message=f"board {board.name} did not boot: {outcome.error}",
-            now=now,
-        )
+        said = f"board {board.name} did not boot: {outcome.error}"
+        await board_records.raise_alert(session, board.id, BOOT_FAILED, said, now=now)
         await _set_status(session, actor, board, BoardStatus.failed, _MAY_FAIL)
     elif outcome.booted:
         await board_records.resolve_alert(session=session, board_id=board.id, kind=BOOT_FAILED, now=now)
@@ -103,14 +97,7 @@ async def _set_status(
     )
     if before is None:
         return
-    await board_records.audit_update(
-        session=session,
-        actor=actor,
-        board_id=board.id,
-        name=board.name,
-        before={"status": before},
-        after={"status": status.value},
-    )
+    await board_records.audit_status(session, actor, board.id, board.name, before, status)
 
 
 async def record_interrupted(session: AsyncSession, row: PowerAction) -> None:

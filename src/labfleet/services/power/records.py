@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Alert
 from labfleet.schemas.auth import Actor
+from labfleet.schemas.enums import BoardStatus
 from labfleet.services.core import alerts, audit
 
 RESOURCE_KIND = "board"
@@ -16,9 +17,16 @@ RESOURCE_KIND = "board"
 
 
 async def raise_alert(
-    *, session: AsyncSession, board_id: int, kind: str, severity: str, message: str, now: datetime
+    session: AsyncSession,
+    board_id: int,
+    kind: str,
+    message: str,
+    *,
+    now: datetime,
+    severity: str = "critical",
 ) -> Alert:
-    """Raise (or see once more) the board's open alert of ``kind``."""
+    """Raise (or see once more) the board's open alert of ``kind``: critical unless said otherwise,
+    since a board with an alert is one a job cannot trust."""
     return await alerts.raise_alert(
         session=session,
         resource_kind=RESOURCE_KIND,
@@ -56,4 +64,18 @@ async def audit_update(
         display=name,
         before=before,
         after=after,
+    )
+
+
+async def audit_status(
+    session: AsyncSession, actor: Actor, board_id: int, name: str, before: str, after: BoardStatus
+) -> None:
+    """Audit a board's status changed by labfleet from ``before`` to ``after``."""
+    await audit_update(
+        session=session,
+        actor=actor,
+        board_id=board_id,
+        name=name,
+        before={"status": before},
+        after={"status": after.value},
     )

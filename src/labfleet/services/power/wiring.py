@@ -9,12 +9,25 @@ Drivers that run a tool on a controller name its ``host`` (with ``ssh_port`` and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from labfleet.errors import Conflict, LabfleetError
 from labfleet.hw.ssh import SshPool, SshRunner, SshTarget
 from labfleet.secretbox import SecretBox
+
+W = TypeVar("W")
+
+
+def copied_off(cls: type[W], board: object) -> W:
+    """A wiring dataclass filled from a board's row: ``board_id`` from its id, every other
+    field from the column of its name, parameter mappings copied so the row may go."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(board, "id" if item.name == "board_id" else item.name)
+        values[item.name] = dict(value or {}) if item.name.endswith("_params") else value
+    return cls(**values)
 
 
 def open_secret(secrets: SecretBox, sealed: str | None) -> Mapping[str, Any]:

@@ -25,6 +25,7 @@ from labfleet.db.repositories import reservations as repo
 from labfleet.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from labfleet.schemas.auth import SYSTEM, Actor
 from labfleet.schemas.enums import Role
+from labfleet.schemas.query import ListQuery
 from labfleet.schemas.reservations import AutoBoard, AutoHost, ReservationCreate
 from labfleet.selection import Outcome
 from labfleet.services.core import audit
@@ -259,26 +260,17 @@ async def get(*, session: AsyncSession, ident: int) -> Reservation:
 
 
 async def search(
-    *,
-    session: AsyncSession,
-    only_active: bool = True,
-    host_id: int | None = None,
-    board_id: int | None = None,
-    owner: str | None = None,
-    team: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    *, session: AsyncSession, query: ListQuery, only_active: bool = True
 ) -> tuple[int, list[Reservation]]:
+    """A page of reservations, newest first; ``query.fields`` are columns (``host_id``,
+    ``board_id``, ``owner``, ``team``) and the values they must equal."""
     return await repo.page(
         session,
         now=utcnow(),
         only_active=only_active,
-        host_id=host_id,
-        board_id=board_id,
-        owner=owner,
-        team=team,
-        limit=limit,
-        offset=offset,
+        fields=query.fields,
+        limit=query.limit,
+        offset=query.offset,
     )
 
 
