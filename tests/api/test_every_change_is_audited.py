@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.api.app import API
 from labfleet.db.models import ApiToken, AuditEntry, Pipeline, PipelineStage
+from labfleet.services.core import alerts as raising
 from labfleet.storage import LocalStore
 from tests import factories
 from tests.api.test_artifacts import _artifact as stored_artifact
@@ -290,6 +291,36 @@ async def release_reservation(call: Call) -> list[Audited]:
     held = await reservation(call)
     await call.send(id=held)
     return [("reservation", held, "release")]
+
+
+# -- alerts (operators): what a person says of one
+
+
+async def an_alert(call: Call) -> int:
+    alert = await raising.raise_alert(
+        session=call.session,
+        resource_kind="host",
+        resource_id=1,
+        kind="unreachable",
+        severity="critical",
+        message="host kvm-1 did not answer",
+    )
+    await call.session.commit()
+    return alert.id
+
+
+@case("POST", "/alerts/{id}/acknowledge", role="operator")
+async def acknowledge_alert(call: Call) -> list[Audited]:
+    ident = await an_alert(call)
+    await call.send(id=ident, json={"comment": "on it"})
+    return [("alert", ident, "acknowledge")]
+
+
+@case("POST", "/alerts/{id}/resolve", role="operator")
+async def resolve_alert(call: Call) -> list[Audited]:
+    ident = await an_alert(call)
+    await call.send(id=ident, json={"comment": "fixed"})
+    return [("alert", ident, "resolve")]
 
 
 # -- pipelines and environments

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from labfleet import __version__
 from labfleet.api import policies, problems, redact
 from labfleet.api.routes import (
+    alerts,
     artifacts,
     audit,
     builds,
@@ -70,6 +71,7 @@ _ROUTERS = (
     tokens.router,
     audit.router,
     statuses.router,
+    alerts.router,
 )
 
 

@@ -25,8 +25,10 @@ class Alert(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     acknowledged_by: Mapped[str | None] = mapped_column(String(128), default=None)
     acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_comment: Mapped[str | None] = mapped_column(default=None)
     resolved_by: Mapped[str | None] = mapped_column(String(128), default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_comment: Mapped[str | None] = mapped_column(default=None)
 
     __table_args__ = (
         # One unresolved alert per resource and kind; a repeat bumps its occurrences.

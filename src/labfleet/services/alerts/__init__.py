@@ -1,0 +1,1 @@
+"""Alerts people act on: listing, acknowledging and resolving them (R16)."""
