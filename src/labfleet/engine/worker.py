@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Generic, Protocol, TypedDict, TypeVar
 
@@ -34,7 +35,7 @@ class WorkerOptions(TypedDict, total=False):
     name: str | None
 
 
-class StoreWorker(Generic[P]):
+class StoreWorker(ABC, Generic[P]):
     """A worker that claims durable work from the database, runs it by its policy ``P`` and keeps
     what it makes in the store."""
 
@@ -60,9 +61,9 @@ class StoreWorker(Generic[P]):
         self._scratch = scratch
         self._recovered_at = float("-inf")
 
+    @abstractmethod
     async def recover(self) -> list[tuple[int, str]]:
         """Give back or fail the jobs whose lease expired: ``(job id, what became of it)``."""
-        raise NotImplementedError
 
     async def _recover_if_due(self) -> None:
         # A quarter of a lease: an expired job waits at most that long for another worker.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from labfleet.api.deps import Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
+from labfleet.db.models import Alert
 from labfleet.schemas.alerts import AlertAction, AlertOut, AlertState, Severity
 from labfleet.schemas.common import Page
 from labfleet.schemas.enums import ResourceKind
@@ -20,6 +22,12 @@ Ident = Annotated[int, Path(alias="id")]
 
 def _out(alert: object) -> AlertOut:
     return AlertOut.model_validate(alert, from_attributes=True)
+
+
+async def _act(session: SessionDep, done: Awaitable[Alert]) -> AlertOut:
+    alert = await done
+    await session.commit()
+    return _out(alert)
 
 
 @router.get("", response_model=Page[AlertOut], summary="List alerts, newest first")
@@ -59,9 +67,7 @@ async def get_alert(session: SessionDep, _: Viewer, ident: Ident) -> AlertOut:
 async def acknowledge_alert(
     session: SessionDep, actor: Operator, ident: Ident, action: AlertAction | None = None
 ) -> AlertOut:
-    alert = await alerts.acknowledge(session, actor, ident, action.comment if action else None)
-    await session.commit()
-    return _out(alert)
+    return await _act(session, alerts.acknowledge(session, actor, ident, action.comment if action else None))
 
 
 @router.post(
@@ -73,6 +79,4 @@ async def acknowledge_alert(
 async def resolve_alert(
     session: SessionDep, actor: Operator, ident: Ident, action: AlertAction | None = None
 ) -> AlertOut:
-    alert = await alerts.resolve(session, actor, ident, action.comment if action else None)
-    await session.commit()
-    return _out(alert)
+    return await _act(session, alerts.resolve(session, actor, ident, action.comment if action else None))
