@@ -105,6 +105,19 @@ class Settings(BaseSettings):
     pipeline_max_running: int = Field(default=32, ge=1)
     pipeline_resource_wait_seconds: float = Field(default=3600.0, ge=0)
 
+    # Notifications (LABFLEET_NOTIFY_*).
+    notify_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A delivery in flight; a dead process's is retried after it."
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="Tries of one delivery before its channel is marked failing."
+    )
+    notify_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    notify_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    notify_timeout_seconds: float = Field(default=15.0, gt=0, description="How long one try may take.")
+    notify_poll_seconds: float = Field(default=1.0, gt=0)
+    notify_concurrency: int = Field(default=8, ge=1, description="Deliveries in flight at once, per process.")
+
     @model_validator(mode="after")
     def _console_ports(self) -> Settings:
         if self.deploy_console_port_first > self.deploy_console_port_last:

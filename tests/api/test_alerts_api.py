@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import AuditEntry
+from labfleet.db.models import AlertEvent, AuditEntry
 from labfleet.services.core import alerts as raising
 from tests.api.test_reservations_api import add_host
 
@@ -91,6 +91,15 @@ async def test_acknowledge_then_resolve_records_who_when_and_why(
     assert [(e.action, e.object_id, (e.after or {}).get("comment")) for e in entries] == [
         ("acknowledge", ident, "on it: PSU swap"),
         ("resolve", ident, "PSU replaced"),
+    ]
+    # Each change is in the outbox with it, to be told to the channels; the repeats are not.
+    told = await session.scalars(
+        select(AlertEvent).where(AlertEvent.alert_id == ident).order_by(AlertEvent.id)
+    )
+    assert [(e.event, e.actor, e.comment) for e in told] == [
+        ("raised", None, None),
+        ("acknowledged", "t-admin", "on it: PSU swap"),
+        ("resolved", "t-admin", "PSU replaced"),
     ]
 
 

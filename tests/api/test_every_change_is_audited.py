@@ -409,6 +409,39 @@ async def unpin(call: Call) -> list[Audited]:
     return [("artifact", image.id, "update")]
 
 
+# -- notification channels (admins)
+
+WEBHOOK = {
+    "name": "lab-hook",
+    "target": {
+        "transport": "webhook",
+        "url": "https://hooks.lab.example/labfleet",
+        "secret": "s3cret-signing-key-0123",
+    },
+}
+
+
+@case("POST", "/notification-channels")
+async def create_channel(call: Call) -> list[Audited]:
+    made = await call.send(json=WEBHOOK)
+    return [("notification-channel", made["id"], "create")]
+
+
+@case("PATCH", "/notification-channels/{id}")
+async def update_channel(call: Call) -> list[Audited]:
+    made = await call.api("POST", "/notification-channels", WEBHOOK)
+    target = {**WEBHOOK["target"], "secret": "another-signing-key-4567"}
+    await call.send(id=made["id"], json={"min_severity": "critical", "target": target})
+    return [("notification-channel", made["id"], "update")]
+
+
+@case("DELETE", "/notification-channels/{id}")
+async def delete_channel(call: Call) -> list[Audited]:
+    made = await call.api("POST", "/notification-channels", WEBHOOK)
+    await call.send(id=made["id"])
+    return [("notification-channel", made["id"], "delete")]
+
+
 # -- tokens
 
 

@@ -21,6 +21,7 @@ from labfleet.api.routes import (
     events,
     flashing,
     lifecycle,
+    notifications,
     pipelines,
     power,
     reservations,
@@ -72,6 +73,8 @@ _ROUTERS = (
     audit.router,
     statuses.router,
     alerts.router,
+    notifications.channels_router,
+    notifications.deliveries_router,
 )
 
 
@@ -163,6 +166,7 @@ def _engine(app: FastAPI, settings: Settings, bus: EventBus) -> Engine:
             power=app.state.power_policy,
             flash=app.state.flash_policy,
             provisioning=policies.provision(settings),
+            notifications=policies.notifications(settings),
         ),
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 from labfleet.config import Settings
 from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.flashing.service import FlashPolicy
+from labfleet.services.notifications.policy import NotificationPolicy
 from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.power.service import PowerPolicy
 
@@ -48,4 +49,16 @@ def pipelines(s: Settings) -> PipelineSettings:
         heartbeat_seconds=s.pipeline_heartbeat_seconds,
         max_pipelines=s.pipeline_max_running,
         resource_wait_s=s.pipeline_resource_wait_seconds,
+    )
+
+
+def notifications(s: Settings) -> NotificationPolicy:
+    return NotificationPolicy(
+        lease_seconds=s.notify_lease_seconds,
+        max_attempts=s.notify_max_attempts,
+        backoff_base_seconds=s.notify_backoff_base_seconds,
+        backoff_max_seconds=s.notify_backoff_max_seconds,
+        timeout_seconds=s.notify_timeout_seconds,
+        poll_seconds=s.notify_poll_seconds,
+        concurrency=s.notify_concurrency,
     )

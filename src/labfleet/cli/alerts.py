@@ -9,8 +9,8 @@ import typer
 from labfleet.cli import output
 from labfleet.cli.inventory import JsonFlag, client_of, get_unless_json, given
 from labfleet.schemas.alerts import AlertState as State
+from labfleet.schemas.alerts import AlertSubject as Kind
 from labfleet.schemas.alerts import Severity
-from labfleet.schemas.enums import ResourceKind as Kind
 
 app = typer.Typer(help="Alerts: list them, acknowledge one, resolve one.", no_args_is_help=True)
 

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from labfleet.cli import admin, alerts, builds, client, envs, lab, pipelines, reservations, resources
+from labfleet.cli import (
+    admin,
+    alerts,
+    builds,
+    client,
+    envs,
+    lab,
+    notifications,
+    pipelines,
+    reservations,
+    resources,
+)
 from labfleet.config import Settings
 
 app = typer.Typer(help="labfleet: the control plane for embedded and kernel test labs.", no_args_is_help=True)
@@ -16,6 +27,7 @@ app.add_typer(resources.boards, name="boards")
 app.add_typer(builds.app, name="builds")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(notifications.app, name="notifications")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(envs.app, name="envs")
 app.add_typer(admin.token_app, name="token")

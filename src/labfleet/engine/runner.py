@@ -1,6 +1,6 @@
-"""The engine: the build worker and the periodic jobs (lease recovery, build server, host and
-board health checks, retention, reservation expiry, abandoned power actions), started and
-stopped together."""
+"""The engine: the build, flash, pipeline, environment and notification workers and the
+periodic jobs (lease recovery, build server, host and board health checks, retention,
+reservation expiry, abandoned power actions), started and stopped together."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.flashing import FlashWorker
 from labfleet.engine.health import HealthMonitor
 from labfleet.engine.loops import every
+from labfleet.engine.notifications import NotificationWorker
 from labfleet.engine.pipelines import PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
 from labfleet.secretbox import SecretBox
@@ -37,6 +38,7 @@ from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
 from labfleet.services.health.build_servers import HealthPolicy
 from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
 from labfleet.services.health.probes import LiveProbe, NoProbe, live_probe
+from labfleet.services.notifications.policy import NotificationPolicy
 from labfleet.services.pipelines.settings import PipelineSettings
 from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess, Hardware
@@ -66,6 +68,7 @@ class EngineSettings:
     pipelines: PipelineSettings = field(default_factory=PipelineSettings)
     provisioning: ProvisionPolicy = field(default_factory=ProvisionPolicy)
     """Where and how environments are deployed."""
+    notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
 
 
 class Engine:
@@ -149,6 +152,9 @@ class Engine:
         self.environments = EnvironmentWorker(
             sessions=self._sessions, bus=self._bus, provisioner=self.provisioner
         )
+        self.notifier = NotificationWorker(
+            sessions=self._sessions, bus=self._bus, secrets=self._secrets, policy=s.notifications
+        )
         self.flasher = FlashWorker(
             sessions=self._sessions,
             bus=self._bus,
@@ -168,6 +174,7 @@ class Engine:
             asyncio.create_task(self.flasher.run(), name="flash-worker"),
             asyncio.create_task(self.pipelines.run(), name="pipeline-worker"),
             asyncio.create_task(self.environments.run(), name="environment-worker"),
+            asyncio.create_task(self.notifier.run(), name="notification-worker"),
             asyncio.create_task(
                 every(s.reservation_sweep_s, "environment expiry", self.environments.expire, first=5.0),
                 name="environment-expiry",

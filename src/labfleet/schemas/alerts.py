@@ -7,11 +7,29 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labfleet.schemas.enums import ResourceKind
-
 
 class AlertState(StrEnum):
     open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+
+
+class AlertSubject(StrEnum):
+    """What an alert is about: a resource of the lab, or a part of labfleet itself."""
+
+    build_server = "build_server"
+    host = "host"
+    board = "board"
+    artifact = "artifact"
+    channel = "channel"
+    """A notification channel that cannot deliver."""
+
+
+class AlertChange(StrEnum):
+    """What is told about an alert: it was raised, got worse, someone is on it, it is over."""
+
+    raised = "raised"
+    escalated = "escalated"
     acknowledged = "acknowledged"
     resolved = "resolved"
 
@@ -32,7 +50,7 @@ class AlertAction(BaseModel):
 
 class AlertOut(BaseModel):
     id: int
-    resource_kind: ResourceKind
+    resource_kind: AlertSubject
     resource_id: int
     kind: str
     severity: Severity

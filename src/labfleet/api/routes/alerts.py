@@ -10,9 +10,8 @@ from fastapi import APIRouter, Path, Query
 from labfleet.api.deps import Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.db.models import Alert
-from labfleet.schemas.alerts import AlertAction, AlertOut, AlertState, Severity
+from labfleet.schemas.alerts import AlertAction, AlertOut, AlertState, AlertSubject, Severity
 from labfleet.schemas.common import Page
-from labfleet.schemas.enums import ResourceKind
 from labfleet.schemas.query import MAX_PAGE, ListQuery
 from labfleet.services.alerts import service as alerts
 
@@ -36,7 +35,7 @@ async def list_alerts(
     _: Viewer,
     state: Annotated[AlertState | None, Query()] = None,
     severity: Annotated[Severity | None, Query()] = None,
-    resource_kind: Annotated[ResourceKind | None, Query()] = None,
+    resource_kind: Annotated[AlertSubject | None, Query()] = None,
     resource_id: Annotated[int | None, Query()] = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,

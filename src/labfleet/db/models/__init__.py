@@ -10,6 +10,12 @@ from labfleet.db.models.builds import BuildJob, BuildLogChunk
 from labfleet.db.models.environments import Environment
 from labfleet.db.models.flashing import FlashJob as FlashJob
 from labfleet.db.models.hosts import Host, HostLabel, UtilizationSample
+from labfleet.db.models.notifications import (
+    AlertEvent,
+    DeliveryAttempt,
+    NotificationChannel,
+    NotificationDelivery,
+)
 from labfleet.db.models.pipelines import Pipeline, PipelineLogChunk, PipelineStage, TestResult
 from labfleet.db.models.power import PowerAction
 from labfleet.db.models.statuses import (
@@ -22,6 +28,7 @@ from labfleet.db.models.tokens import ApiToken
 
 __all__ = [
     "Alert",
+    "AlertEvent",
     "AllocationPolicy",
     "ApiToken",
     "Artifact",
@@ -38,11 +45,14 @@ __all__ = [
     "BuildServer",
     "BuildServerLabel",
     "BuildServerStatusChoice",
+    "DeliveryAttempt",
     "Environment",
     "HealthThreshold",
     "Host",
     "HostLabel",
     "HostStatusChoice",
+    "NotificationChannel",
+    "NotificationDelivery",
     "Pipeline",
     "PipelineLogChunk",
     "PipelineStage",

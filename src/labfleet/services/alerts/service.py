@@ -16,7 +16,7 @@ from labfleet.errors import Conflict, NotFound
 from labfleet.schemas.alerts import AlertState
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.query import ListQuery
-from labfleet.services.core import audit
+from labfleet.services.core import alert_events, audit
 
 
 async def search(session: AsyncSession, query: ListQuery) -> tuple[int, list[Alert]]:
@@ -49,6 +49,7 @@ async def _change(
     setattr(alert, f"{prefix}_by", actor.name)
     setattr(alert, f"{prefix}_at", now or utcnow())
     setattr(alert, f"{prefix}_comment", comment)
+    alert_events.record(session, alert, to.value, actor=actor.name, comment=comment)
     await session.flush()
     await audit.record(
         session=session,

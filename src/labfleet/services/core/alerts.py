@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.db.base import utcnow
 from labfleet.db.models import Alert
 from labfleet.db.repositories import alerts as repo
+from labfleet.services.core import alert_events
 
 
 async def raise_alert(
@@ -41,6 +42,8 @@ async def raise_alert(
             async with session.begin_nested():
                 session.add(alert)
                 await session.flush()
+            alert_events.record(session, alert, "raised")
+            await session.flush()
             return alert
         except IntegrityError:
             existing = await repo.unresolved(
@@ -48,10 +51,13 @@ async def raise_alert(
             )
             if existing is None:
                 raise
+    escalated = alert_events.rank(severity) > alert_events.rank(existing.severity)
     existing.occurrences += 1
     existing.last_seen_at = now
     existing.message = message
     existing.severity = severity
+    if escalated:
+        alert_events.record(session, existing, "escalated")
     await session.flush()
     return existing
 
@@ -72,5 +78,6 @@ async def resolve_alert(
     existing.state = "resolved"
     existing.resolved_by = by
     existing.resolved_at = now or utcnow()
+    alert_events.record(session, existing, "resolved", actor=by)
     await session.flush()
     return existing
