@@ -41,7 +41,7 @@ SECRET_KEYS = ("password", "private_key", "secret", "token")
 Body = dict[str, Any]
 Route = tuple[str, str]
 """(method, path template), as the app declares it: ``("PUT", "/api/v1/boards/{id}/power")``."""
-Audited = tuple[str, int, str]
+Audited = tuple[str, int | None, str]
 """(object_type, object_id, action) of one audit entry."""
 
 
@@ -440,6 +440,17 @@ async def delete_channel(call: Call) -> list[Audited]:
     made = await call.api("POST", "/notification-channels", WEBHOOK)
     await call.send(id=made["id"])
     return [("notification-channel", made["id"], "delete")]
+
+
+# -- settings (admins)
+
+
+@case("PUT", "/settings")
+async def put_settings(call: Call) -> list[Audited]:
+    await call.send(
+        json={"check_interval_seconds": {"board": 30}, "thresholds": {"host": {"failure_limit": 5}}}
+    )
+    return [("settings", None, "update")]
 
 
 # -- tokens

@@ -13,10 +13,12 @@ from pathlib import Path
 from labfleet.db.base import utcnow
 from labfleet.schemas.auth import SYSTEM
 from labfleet.schemas.enums import ServerStatus
+from labfleet.schemas.settings import LabSettings
 from labfleet.services.artifacts import service as artifacts
 from labfleet.services.builds import logs as build_logs
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
+from labfleet.services.core import lab_settings
 from labfleet.services.inventory import build_servers
 from tests.build_rig import Rig
 
@@ -223,7 +225,8 @@ async def test_the_queue_is_recovered_only_after_the_lease(rig: Rig) -> None:
 async def test_periodic_retention_keeps_the_newest_builds_of_a_branch(rig: Rig) -> None:
     spec = [{"path": "out/env.txt", "type": "other"}]
     async with rig.sessions() as session:
-        (await artifacts.policy(session=session)).keep_last = 1
+        keep_one = LabSettings.model_validate({"artifact_retention": {"keep_last": 1}})
+        await lab_settings.replace(session, SYSTEM, keep_one, defaults=LabSettings())
         await session.commit()
     engine = rig.engine()
     async with engine:

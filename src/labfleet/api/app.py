@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -28,6 +30,8 @@ from labfleet.api.routes import (
     statuses,
     tokens,
 )
+from labfleet.api.routes import metrics as metrics_route
+from labfleet.api.routes import settings as lab_settings
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
 from labfleet.config import Settings
 from labfleet.db.engine import create_engine, session_factory
@@ -37,6 +41,7 @@ from labfleet.selection import Thresholds
 from labfleet.services.artifacts.service import open_store
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.lab_settings import SettingsView
 from labfleet.services.health.probes import NoProbe, live_probe
 from labfleet.services.inventory.device_checks import device_checks
 from labfleet.services.inventory.registration import InputOnly, RegistrationValidator
@@ -75,6 +80,7 @@ _ROUTERS = (
     alerts.router,
     notifications.channels_router,
     notifications.deliveries_router,
+    lab_settings.router,
 )
 
 
@@ -95,9 +101,12 @@ def create_app(settings: Settings, *, validator: RegistrationValidator | None = 
     # Set here, not in the lifespan, so that an app driven without one (the tests') has them too.
     app.state.power_policy = policies.power(settings)
     app.state.flash_policy = policies.flash(settings)
+    app.state.lab_defaults = policies.lab_defaults(settings)
     _install_openapi(app)
     for router in _ROUTERS:
         app.include_router(router, prefix=API)
+    # Where Prometheus looks by default, outside the versioned API.
+    app.include_router(metrics_route.router)
     return app
 
 
@@ -120,6 +129,7 @@ def _lifespan(
             bus = app.state.bus = EventBus()
             stack.push_async_callback(bus.close)
             await bus.connect(settings.effective_database_url)
+            await _keep_lab_settings(app, stack, bus)
             await _open_device_checks(app, stack, settings, validator)
             if settings.engine:
                 app.state.engine = await stack.enter_async_context(_engine(app, settings, bus))
@@ -130,6 +140,20 @@ def _lifespan(
             yield
 
     return lifespan
+
+
+async def _keep_lab_settings(app: FastAPI, stack: AsyncExitStack, bus: EventBus) -> None:
+    """One view of the lab settings for the whole process, the API's and the engine's."""
+    view = app.state.lab = SettingsView(app.state.sessions, app.state.lab_defaults, bus=bus)
+    await view.refresh()
+    task = asyncio.create_task(view.run(), name="lab-settings")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
 
 
 async def _open_device_checks(
@@ -150,6 +174,7 @@ async def _open_device_checks(
 
 def _engine(app: FastAPI, settings: Settings, bus: EventBus) -> Engine:
     return Engine(
+        lab=app.state.lab,
         sessions=app.state.sessions,
         bus=bus,
         store=app.state.store,

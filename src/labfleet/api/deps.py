@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,8 +14,11 @@ from labfleet.errors import Forbidden, Unauthenticated
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
 from labfleet.secretbox import SecretBox
+from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core import tokens
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.lab_settings import SettingsView
+from labfleet.services.health import tuning
 from labfleet.services.inventory.registration import RegistrationValidator
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer lf_...`")
@@ -74,3 +78,15 @@ SecretsDep = Annotated[SecretBox, Depends(_secrets)]
 OptionalBusDep = Annotated[EventBus | None, Depends(_optional_bus)]
 """The app's event bus, where it has one: what is done is announced there."""
 ValidatorDep = Annotated[RegistrationValidator, Depends(_validator)]
+
+
+def build_policy(request: Request) -> BuildPolicy:
+    """How builds are placed now: the process's policy, with the lab settings' disk thresholds."""
+    policy: BuildPolicy = request.app.state.policy
+    view: SettingsView | None = getattr(request.app.state, "lab", None)
+    if view is None:
+        return policy
+    return replace(policy, thresholds=tuning.build_thresholds(policy.thresholds, view.current))
+
+
+BuildPolicyDep = Annotated[BuildPolicy, Depends(build_policy)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from labfleet.config import Settings
+from labfleet.schemas.settings import LabSettings
+from labfleet.services.core import lab_settings
 from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.flashing.service import FlashPolicy
 from labfleet.services.notifications.policy import NotificationPolicy
@@ -61,4 +63,15 @@ def notifications(s: Settings) -> NotificationPolicy:
         timeout_seconds=s.notify_timeout_seconds,
         poll_seconds=s.notify_poll_seconds,
         concurrency=s.notify_concurrency,
+    )
+
+
+def lab_defaults(s: Settings) -> LabSettings:
+    """The lab settings this process applies until an admin stores some (``PUT /settings``)."""
+    return lab_settings.defaults(
+        interval_s=s.health_interval_seconds,
+        failure_limit=s.health_failure_limit,
+        disk_warning_gb=s.build_disk_warning_gb,
+        disk_critical_gb=s.build_disk_critical_gb,
+        raw_days=s.utilization_retention_days,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from labfleet.cli import (
     reservations,
     resources,
 )
+from labfleet.cli import settings as lab_settings
 from labfleet.config import Settings
 
 app = typer.Typer(help="labfleet: the control plane for embedded and kernel test labs.", no_args_is_help=True)
@@ -28,6 +30,7 @@ app.add_typer(builds.app, name="builds")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(notifications.app, name="notifications")
+app.add_typer(lab_settings.app, name="settings")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(envs.app, name="envs")
 app.add_typer(admin.token_app, name="token")
@@ -62,6 +65,10 @@ def serve(
             "[bold]First start: an admin token was created. It is shown only now; keep it.[/bold]"
         )
         print(f"LABFLEET_TOKEN={first_token}", flush=True)
+    # labfleet's own loggers, at the level uvicorn's are: what the workers did, and why.
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
 
 

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Unpack
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.worker import StoreWorker, WorkerOptions
 from labfleet.schemas.enums import BuildJobStatus
+from labfleet.schemas.settings import LabSettings
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds import BuildJob
@@ -43,6 +45,7 @@ from labfleet.services.builds.logs import JobLog
 from labfleet.services.builds.run import BuildResult
 from labfleet.services.core.events import EventBus, Subscription
 from labfleet.services.core.leases import LeaseKeeper, LeaseLost, Renewal
+from labfleet.services.health import tuning
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +78,13 @@ class BuildWorker(StoreWorker[builds.BuildPolicy]):
         secrets: SecretBox,
         policy: builds.BuildPolicy,
         max_builds: int = 16,
+        lab: Callable[[], LabSettings] | None = None,
         **options: Unpack[WorkerOptions],
     ) -> None:
+        """``lab``: the lab settings now, whose disk thresholds (a server's own, if it has an
+        override) decide which servers take a build."""
         super().__init__(sessions, bus, store, secrets, policy, **options)
+        self._lab = lab
         self._max_builds = max_builds
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
@@ -126,6 +133,11 @@ class BuildWorker(StoreWorker[builds.BuildPolicy]):
     async def recover(self) -> list[tuple[int, str]]:
         return await recover(sessions=self._sessions, bus=self._bus, max_attempts=self._policy.max_attempts)
 
+    def _disk_critical_gb(self, server_id: int) -> float:
+        if self._lab is None:
+            return self._policy.thresholds.disk_critical_gb
+        return tuning.disk_critical_gb(self._lab(), server_id)
+
     async def _claim_all(self) -> None:
         if len(self._running) >= self._max_builds:
             return
@@ -135,7 +147,6 @@ class BuildWorker(StoreWorker[builds.BuildPolicy]):
         except Exception:
             log.exception("could not read the build servers")
             return
-        critical = self._policy.thresholds.disk_critical_gb
         for row in rows:
             server = row.server
             if server.status not in ("online", "degraded") or not row.architectures:
@@ -150,7 +161,7 @@ class BuildWorker(StoreWorker[builds.BuildPolicy]):
                             architectures=row.architectures,
                             worker=self.name,
                             lease_seconds=self._policy.lease_seconds,
-                            disk_critical_gb=critical,
+                            disk_critical_gb=self._disk_critical_gb(server.id),
                         )
                         await session.commit()
                 except Exception:

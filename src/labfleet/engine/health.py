@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.loops import every
+from labfleet.schemas.enums import ResourceKind
+from labfleet.schemas.settings import LabSettings
 from labfleet.secretbox import SecretBox
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
 from labfleet.services.builds.run import SshPool
 from labfleet.services.core.events import EventBus
 from labfleet.services.health import build_servers as health
+from labfleet.services.health import tuning
 from labfleet.services.health.build_servers import CheckResult, HealthPolicy, Target
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,12 @@ class HealthMonitor:
         policy: HealthPolicy,
         interval_s: float = 60.0,
         concurrency: int = health.MAX_CONCURRENT_CHECKS,
+        lab: Callable[[], LabSettings] | None = None,
     ) -> None:
+        """``lab``: the lab settings now; when given, they decide the interval and each server's
+        thresholds, read again for every round."""
         self._sessions = sessions
+        self._lab = lab
         self._bus = bus
         self._secrets = secrets
         self._pool = pool
@@ -51,21 +59,31 @@ class HealthMonitor:
         self._interval = interval_s
         self._concurrency = concurrency
 
+    def interval(self) -> float:
+        return (
+            self._interval if self._lab is None else tuning.interval(self._lab(), ResourceKind.build_server)
+        )
+
+    def policy(self, server_id: int) -> HealthPolicy:
+        return (
+            self._policy if self._lab is None else tuning.build_server(self._policy, self._lab(), server_id)
+        )
+
     async def run(self, *, first: float | None = None) -> None:
         """Check every ``interval`` seconds (the first round after ``first``, one interval by
         default) until cancelled."""
         await every(
-            self._interval,
+            self.interval,
             "build server health checks",
             self.check_all,
-            first=self._interval if first is None else first,
+            first=self.interval() if first is None else first,
         )
 
     async def check_all(self) -> list[CheckResult]:
         """One round: every server due, checked and recorded; what changed is returned."""
         async with self._sessions() as session:
             # Half an interval: a server another process has just checked waits for the next round.
-            targets = await health.due(session=session, secrets=self._secrets, min_gap=self._interval / 2)
+            targets = await health.due(session=session, secrets=self._secrets, min_gap=self.interval() / 2)
             await session.commit()
         limit = asyncio.Semaphore(self._concurrency)
 
@@ -86,9 +104,10 @@ class HealthMonitor:
 
     async def check_one(self, target: Target) -> CheckResult | None:
         """Probe one server, record the outcome, commit, announce the builds it moved."""
-        probe = await health.probe(pool=self._pool, target=target, timeout=self._policy.timeout_seconds)
+        policy = self.policy(target.server_id)
+        probe = await health.probe(pool=self._pool, target=target, timeout=policy.timeout_seconds)
         async with self._sessions() as session:
-            result = await health.record(session=session, probe=probe, policy=self._policy)
+            result = await health.record(session=session, probe=probe, policy=policy)
             await session.commit()
         if result is None:
             return None

@@ -16,9 +16,14 @@ def utcnow() -> datetime:
 
 
 async def every(
-    seconds: float, what: str, step: Callable[[], Awaitable[object]], *, first: float = 0.0
+    seconds: float | Callable[[], float],
+    what: str,
+    step: Callable[[], Awaitable[object]],
+    *,
+    first: float = 0.0,
 ) -> None:
-    """Call ``step`` after ``first`` seconds, then every ``seconds``, until cancelled."""
+    """Call ``step`` after ``first`` seconds, then every ``seconds`` (asked again after each
+    step when it is a function: settings change while it runs), until cancelled."""
     await asyncio.sleep(first)
     while True:
         try:
@@ -26,5 +31,9 @@ async def every(
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s failed; trying again in %g s", what, seconds)
-        await asyncio.sleep(seconds)
+            log.exception("%s failed; trying again in %g s", what, _seconds(seconds))
+        await asyncio.sleep(_seconds(seconds))
+
+
+def _seconds(seconds: float | Callable[[], float]) -> float:
+    return seconds() if callable(seconds) else seconds

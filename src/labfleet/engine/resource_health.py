@@ -24,10 +24,13 @@ from typing import Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from labfleet.engine.loops import every
+from labfleet.schemas.enums import ResourceKind
+from labfleet.schemas.settings import LabSettings
 from labfleet.secretbox import SecretBox
 from labfleet.services.core.events import EventBus
 from labfleet.services.health import boards as board_health
 from labfleet.services.health import hosts as host_health
+from labfleet.services.health import tuning
 from labfleet.services.health.boards import BoardHealthPolicy, BoardProbe
 from labfleet.services.health.hosts import HostHealthPolicy, HostProbe
 from labfleet.services.power.access import Hardware
@@ -60,8 +63,12 @@ class ResourceHealthMonitor:
         power_policy: PowerPolicy,
         interval_s: float = 60.0,
         concurrency: int = host_health.MAX_CONCURRENT_CHECKS,
+        lab: Callable[[], LabSettings] | None = None,
     ) -> None:
+        """``lab``: the lab settings now (``SettingsView.current``); when given, they decide each
+        kind's interval and each resource's thresholds, read again for every round."""
         self._sessions = sessions
+        self._lab = lab
         self._bus = bus
         self._secrets = secrets
         self._hosts = hosts
@@ -76,20 +83,41 @@ class ResourceHealthMonitor:
         self._interval = interval_s
         self._concurrency = concurrency
 
+    def interval(self, kind: ResourceKind) -> float:
+        return self._interval if self._lab is None else tuning.interval(self._lab(), kind)
+
+    def _host_policy(self, host_id: int) -> HostHealthPolicy:
+        return self.host_policy if self._lab is None else tuning.host(self.host_policy, self._lab(), host_id)
+
+    def _board_policy(self, board_id: int) -> BoardHealthPolicy:
+        return (
+            self.board_policy if self._lab is None else tuning.board(self.board_policy, self._lab(), board_id)
+        )
+
+    def _board_target(self, target: board_health.Target) -> board_health.Target:
+        if self._lab is None:
+            return target
+        policy = self._board_policy(target.board_id)
+        return replace(
+            target, warning_c=policy.temperature_warning_c, critical_c=policy.temperature_critical_c
+        )
+
     async def run_hosts(self, *, first: float | None = None) -> None:
+        hosts = ResourceKind.host
         await every(
-            self._interval,
+            lambda: self.interval(hosts),
             "host health checks",
             self.check_hosts,
-            first=self._interval if first is None else first,
+            first=self.interval(hosts) if first is None else first,
         )
 
     async def run_boards(self, *, first: float | None = None) -> None:
+        boards = ResourceKind.board
         await every(
-            self._interval,
+            lambda: self.interval(boards),
             "board health checks",
             self.check_boards,
-            first=self._interval if first is None else first,
+            first=self.interval(boards) if first is None else first,
         )
 
     # -- hosts
@@ -97,16 +125,15 @@ class ResourceHealthMonitor:
     async def check_hosts(self) -> list[host_health.CheckResult]:
         """One round over the hosts due; what each check found."""
         async with self._sessions() as session:
-            targets = await host_health.due(session=session, min_gap=self._interval / 2)
+            targets = await host_health.due(session=session, min_gap=self.interval(ResourceKind.host) / 2)
             await session.commit()
         return await self._gather(targets, self.check_host, lambda t: f"host {t.hostname}")
 
     async def check_host(self, target: host_health.Target) -> host_health.CheckResult | None:
-        found = await host_health.probe(
-            probe=self._hosts, target=target, timeout=self.host_policy.timeout_seconds
-        )
+        policy = self._host_policy(target.host_id)
+        found = await host_health.probe(probe=self._hosts, target=target, timeout=policy.timeout_seconds)
         async with self._sessions() as session:
-            result = await host_health.record(session=session, probe=found, policy=self.host_policy)
+            result = await host_health.record(session=session, probe=found, policy=policy)
             await session.commit()
         if result is None:
             return None
@@ -129,12 +156,11 @@ class ResourceHealthMonitor:
     async def prune_samples(self) -> int:
         """Utilization samples past the retention deleted; how many."""
         async with self._sessions() as session:
-            removed = await host_health.prune(session=session, policy=self.host_policy)
+            policy = self._host_policy(0)
+            removed = await host_health.prune(session=session, policy=policy)
             await session.commit()
         if removed:
-            log.info(
-                "pruned %d host utilization samples older than %s", removed, self.host_policy.sample_retention
-            )
+            log.info("pruned %d host utilization samples older than %s", removed, policy.sample_retention)
         return removed
 
     # -- boards
@@ -143,9 +169,13 @@ class ResourceHealthMonitor:
         """One round over the boards due; what each check found (after its recovery, if one was made)."""
         async with self._sessions() as session:
             targets = await board_health.due(
-                session=session, secrets=self._secrets, policy=self.board_policy, min_gap=self._interval / 2
+                session=session,
+                secrets=self._secrets,
+                policy=self.board_policy,
+                min_gap=self.interval(ResourceKind.board) / 2,
             )
             await session.commit()
+        targets = [self._board_target(t) for t in targets]
         return await self._gather(targets, self.check_board, lambda t: f"board {t.name}")
 
     async def check_board(self, target: board_health.Target) -> board_health.CheckResult | None:
@@ -205,7 +235,10 @@ class ResourceHealthMonitor:
                 reading = replace(reading, power_state=state)
         async with self._sessions() as session:
             result = await board_health.record(
-                session=session, reading=reading, policy=self.board_policy, recovery=recovery
+                session=session,
+                reading=reading,
+                policy=self._board_policy(target.board_id),
+                recovery=recovery,
             )
             await session.commit()
         if result is None:

@@ -22,12 +22,15 @@ from labfleet.engine.loops import every
 from labfleet.engine.notifications import NotificationWorker
 from labfleet.engine.pipelines import PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
+from labfleet.schemas.settings import LabSettings
 from labfleet.secretbox import SecretBox
 from labfleet.services.artifacts import service as artifacts
 from labfleet.services.artifacts.service import Store as ArtifactStore
 from labfleet.services.builds.run import SshPool
 from labfleet.services.builds.service import BuildPolicy
+from labfleet.services.core import lab_settings
 from labfleet.services.core.events import EventBus
+from labfleet.services.core.lab_settings import SettingsView
 from labfleet.services.environments.policy import ProvisionPolicy
 from labfleet.services.environments.provisioning import Provisioner, device_targets
 from labfleet.services.environments.record import EnvRecord
@@ -85,10 +88,12 @@ class Engine:
         probe: HealthProbe | None = None,
         hardware: Hardware | None = None,
         provisioner: Provisioner | None = None,
+        lab: SettingsView | None = None,
     ) -> None:
         """``probe`` and ``hardware`` replace the devices for host and board checks (tests);
         by default they are the live ones, or none when ``settings.device_checks`` is off.
-        ``provisioner`` replaces how environments reach their devices (tests)."""
+        ``provisioner`` replaces how environments reach their devices (tests). ``lab`` is the
+        process's view of the lab settings (the app's); without one the engine keeps its own."""
         self._sessions = sessions
         self._bus = bus
         self._store = store
@@ -97,6 +102,8 @@ class Engine:
         self._probe = probe
         self._hardware = hardware
         self._provisioner_given = provisioner
+        self._lab_given = lab
+        self.lab = lab or SettingsView(sessions, self._lab_defaults(), bus=bus)
         # Health checks get connections of their own (see engine/health.py).
         self._health_pool = SshPool()
         self._stack = AsyncExitStack()
@@ -105,8 +112,23 @@ class Engine:
         self.health: HealthMonitor | None = None
         self.resource_health: ResourceHealthMonitor | None = None
 
+    def _lab_defaults(self) -> LabSettings:
+        s = self._settings
+        return lab_settings.defaults(
+            interval_s=s.health_interval_s,
+            failure_limit=s.health_failure_limit,
+            disk_warning_gb=s.policy.thresholds.disk_warning_gb,
+            disk_critical_gb=s.policy.thresholds.disk_critical_gb,
+            raw_days=s.utilization_retention_days,
+        )
+
+    def _now(self) -> LabSettings:
+        return self.lab.current
+
     async def __aenter__(self) -> Engine:
         s = self._settings
+        if self._lab_given is None:
+            await self.lab.refresh()
         self.worker = BuildWorker(
             sessions=self._sessions,
             bus=self._bus,
@@ -115,6 +137,7 @@ class Engine:
             policy=s.policy,
             max_builds=s.max_builds,
             poll_seconds=s.poll_seconds,
+            lab=self._now,
         )
         self.health = HealthMonitor(
             sessions=self._sessions,
@@ -127,6 +150,7 @@ class Engine:
                 max_attempts=s.policy.max_attempts,
             ),
             interval_s=s.health_interval_s,
+            lab=self._now,
         )
         try:
             self.resource_health = await self._resource_health()
@@ -169,7 +193,11 @@ class Engine:
         assert self.worker is not None
         assert self.health is not None
         assert self.resource_health is not None
+        lab = (
+            [] if self._lab_given is not None else [asyncio.create_task(self.lab.run(), name="lab-settings")]
+        )
         return [
+            *lab,
             asyncio.create_task(self.worker.run(), name="build-worker"),
             asyncio.create_task(self.flasher.run(), name="flash-worker"),
             asyncio.create_task(self.pipelines.run(), name="pipeline-worker"),
@@ -261,6 +289,7 @@ class Engine:
             board_policy=BoardHealthPolicy(failure_limit=s.health_failure_limit),
             power_policy=s.power,
             interval_s=s.health_interval_s,
+            lab=self._now,
         )
 
     async def expire_reservations(self) -> list[int]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.api import render
-from labfleet.api.deps import Operator, SessionDep, Viewer
+from labfleet.api.deps import BuildPolicyDep, Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import BuildJob
@@ -29,17 +29,12 @@ Explain = Annotated[
 STATUSES = tuple(BuildJobStatus)
 
 
-def _policy(request: Request) -> builds.BuildPolicy:
-    policy: builds.BuildPolicy = request.app.state.policy
-    return policy
-
-
 def _bus(request: Request) -> EventBus:
     bus: EventBus = request.app.state.bus
     return bus
 
 
-PolicyDep = Annotated[builds.BuildPolicy, Depends(_policy)]
+PolicyDep = BuildPolicyDep
 BusDep = Annotated[EventBus, Depends(_bus)]
 
 

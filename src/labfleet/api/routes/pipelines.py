@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.api.deps import Operator, SessionDep, Viewer
+from labfleet.api.deps import BuildPolicyDep, Operator, SessionDep, Viewer
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base
 from labfleet.db.models import Pipeline, PipelineStage, TestResult
@@ -24,7 +24,6 @@ from labfleet.schemas.pipelines import (
 )
 from labfleet.schemas.query import MAX_PAGE
 from labfleet.services.builds.logs import complete_utf8
-from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core.events import EventBus
 from labfleet.services.pipelines import service as pipelines
 
@@ -105,9 +104,13 @@ def _test_out(r: TestResult) -> TestResultOut:
     operation_id="create_pipeline",
 )
 async def create_pipeline(
-    request: Request, response: Response, session: SessionDep, actor: Operator, data: PipelineCreate
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: Operator,
+    policy: BuildPolicyDep,
+    data: PipelineCreate,
 ) -> PipelineOut:
-    policy: BuildPolicy = request.app.state.policy
     p = await pipelines.submit(session=session, actor=actor, policy=policy, data=data)
     await session.commit()
     await _announce(request, session, p.id)  # a worker wakes for it

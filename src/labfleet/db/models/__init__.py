@@ -2,7 +2,7 @@
 
 from labfleet.db.models.alerts import Alert
 from labfleet.db.models.allocation import AllocationPolicy, HealthThreshold, Reservation, ResourceGroup
-from labfleet.db.models.artifacts import Artifact, ArtifactReference, RetentionPolicy
+from labfleet.db.models.artifacts import Artifact, ArtifactReference
 from labfleet.db.models.audit import AuditEntry
 from labfleet.db.models.boards import Board, BoardHealth, BoardLabel, BoardPeripheral
 from labfleet.db.models.build_servers import BuildServer, BuildServerLabel, Toolchain
@@ -18,6 +18,7 @@ from labfleet.db.models.notifications import (
 )
 from labfleet.db.models.pipelines import Pipeline, PipelineLogChunk, PipelineStage, TestResult
 from labfleet.db.models.power import PowerAction
+from labfleet.db.models.settings import LabSettingsRow
 from labfleet.db.models.statuses import (
     BoardStatusChoice,
     BuildJobStatusChoice,
@@ -51,6 +52,7 @@ __all__ = [
     "Host",
     "HostLabel",
     "HostStatusChoice",
+    "LabSettingsRow",
     "NotificationChannel",
     "NotificationDelivery",
     "Pipeline",
@@ -59,7 +61,6 @@ __all__ = [
     "PowerAction",
     "Reservation",
     "ResourceGroup",
-    "RetentionPolicy",
     "TestResult",
     "Toolchain",
     "UtilizationSample",

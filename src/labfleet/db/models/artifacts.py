@@ -58,21 +58,3 @@ class ArtifactReference(Base):
         UniqueConstraint("artifact_id", "holder_kind", "holder_id"),
         Index(None, "holder_kind", "holder_id"),
     )
-
-
-class RetentionPolicy(Base):
-    """The one retention policy (a single row, id 1): keep the last N builds' artifacts per
-    repository, branch and architecture, and nothing older than ``max_age_days`` (null: no limit).
-    Pinned and referenced artifacts, and those ``latest`` resolves to, are always kept."""
-
-    __tablename__ = "retention_policies"
-
-    id: Mapped[int] = mapped_column(primary_key=True, default=1)
-    keep_last: Mapped[int] = mapped_column(default=10)
-    max_age_days: Mapped[int | None] = mapped_column(default=None)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=func.now())
-
-    __table_args__ = (
-        CheckConstraint("id = 1", name="single_row"),
-        CheckConstraint("keep_last >= 1", name="keep_last_positive"),
-    )

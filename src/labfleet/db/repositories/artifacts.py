@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import Artifact, ArtifactReference, BuildJob, RetentionPolicy
+from labfleet.db.models import Artifact, ArtifactReference, BuildJob
 from labfleet.db.models.builds import SUCCEEDED
 from labfleet.db.repositories.paging import newest_first
 
@@ -70,7 +70,3 @@ async def referenced_ids(session: AsyncSession) -> set[int]:
 async def digest_in_use(session: AsyncSession, sha256: str) -> bool:
     found = await session.scalar(select(Artifact.id).where(Artifact.sha256 == sha256).limit(1))
     return found is not None
-
-
-async def retention_policy(session: AsyncSession) -> RetentionPolicy | None:
-    return await session.get(RetentionPolicy, 1)

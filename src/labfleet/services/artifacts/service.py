@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from labfleet.db.models import Artifact, BuildJob, RetentionPolicy
+from labfleet.db.models import Artifact, BuildJob
 from labfleet.db.repositories import artifacts as repo
 from labfleet.errors import Conflict, Corrupted, NotFound
 from labfleet.schemas.artifacts import ArtifactType
 from labfleet.schemas.auth import SYSTEM, Actor
 from labfleet.schemas.query import ListQuery
-from labfleet.services.core import alerts, audit
+from labfleet.schemas.settings import ArtifactRetention, LabSettings
+from labfleet.services.core import alerts, audit, lab_settings
 from labfleet.storage import ArtifactStore, LocalStore
 
 OBJECT_TYPE = "artifact"
@@ -253,11 +254,9 @@ class Removal:
     blobs: list[str] = field(default_factory=list)
 
 
-async def policy(*, session: AsyncSession) -> RetentionPolicy:
-    found = await repo.retention_policy(session)
-    if found is None:  # the migration seeds it; a deleted row falls back to the same default
-        found = RetentionPolicy(id=1, keep_last=10, max_age_days=None)
-    return found
+async def policy(*, session: AsyncSession) -> ArtifactRetention:
+    """The lab settings' artifact retention (no process setting gives it a default of its own)."""
+    return (await lab_settings.read(session, LabSettings())).settings.artifact_retention
 
 
 async def apply_retention(

@@ -1,0 +1,1 @@
+"""What ``/metrics`` tells Prometheus, read from the database at each scrape."""
