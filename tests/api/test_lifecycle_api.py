@@ -11,8 +11,12 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.errors import Unreachable
+from labfleet.hw.probe import MachineFacts
+from labfleet.hw.ssh import SshTarget
+from labfleet.hw.ssh_server import new_private_key
 from labfleet.services.health.probes import BoardAccess, HostAccess
 from tests.api.test_reservations_api import add_board, add_host, hold
+from tests.factories import build_server
 
 
 class Probe:
@@ -20,6 +24,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.answers = True
+        self.disk_free_gb = 500.0
         self.asked: list[str] = []
 
     async def host(self, access: HostAccess) -> None:
@@ -31,6 +36,23 @@ class Probe:
         self.asked.append(access.name)
         if not self.answers:
             raise Unreachable(f"{access.console_url}: the console said nothing within 8 s")
+
+    async def build_server(self, ssh: SshTarget) -> MachineFacts:
+        self.asked.append(ssh.host)
+        if not self.answers:
+            raise Unreachable(f"{ssh.where}: connection refused")
+        gb = 1024**3
+        return MachineFacts(
+            cpu_count=16,
+            architecture="x86_64",
+            memory_total_bytes=64 * gb,
+            memory_available_bytes=48 * gb,
+            disk_path=".",
+            disk_total_bytes=1000 * gb,
+            disk_free_bytes=int(self.disk_free_gb * gb),
+            load=(0.5, 0.4, 0.3),
+            toolchains=(),
+        )
 
 
 @pytest.fixture
@@ -113,3 +135,33 @@ async def test_only_admins_change_the_lifecycle(
         f"/api/v1/hosts/{ident}/status", json={"status": "maintenance"}, headers=as_role["operator"]
     )
     assert r.status_code == 403
+
+
+async def test_a_build_server_leaves_maintenance_only_after_a_passing_health_check(
+    client: httpx.AsyncClient, probe: Probe
+) -> None:
+    # Validates: 12.3 (build servers as hosts and boards)
+    ssh = {"username": "builder", "port": 22, "private_key": new_private_key()}
+    made = (await client.post("/api/v1/build-servers", json=build_server(address="10.9.0.7", ssh=ssh))).json()
+    url = f"/api/v1/build-servers/{made['id']}"
+    assert (await client.put(f"{url}/status", json={"status": "maintenance"})).status_code == 200
+    assert probe.asked == []
+
+    probe.answers = False
+    r = await client.put(f"{url}/status", json={"status": "online"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"].startswith(
+        f"build server {made['hostname']} failed its health check, so it stays"
+    )
+    assert "connection refused" in r.json()["detail"]
+
+    probe.answers, probe.disk_free_gb = True, 4.0
+    r = await client.put(f"{url}/status", json={"status": "online"})
+    assert r.status_code == 409
+    assert "its workspace disk has 4.0 GB free, below the critical 10 GB" in r.json()["detail"]
+    assert (await client.get(url)).json()["status"]["value"] == "maintenance"
+
+    probe.disk_free_gb = 200.0
+    r = await client.put(f"{url}/status", json={"status": "online"})
+    assert (r.status_code, r.json()["status"]["value"]) == (200, "online")
+    assert probe.asked == ["10.9.0.7"] * 3

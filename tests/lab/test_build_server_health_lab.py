@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from labfleet.db.engine import create_engine, session_factory
 from labfleet.db.models import Alert, BuildJob, BuildServer
 from labfleet.engine.health import HealthMonitor
+from labfleet.errors import DeviceError
 from labfleet.hw.ssh import SshPool, SshSettings
 from labfleet.hw.ssh_server import new_private_key, public_key_of
 from labfleet.secretbox import SecretBox
@@ -28,6 +29,8 @@ from labfleet.services.builds import queue as build_queue
 from labfleet.services.builds import service as builds
 from labfleet.services.core.events import EventBus
 from labfleet.services.health.build_servers import HealthPolicy
+from labfleet.services.health.probes import LiveProbe
+from labfleet.services.inventory import credentials
 from tests.lab.conftest import VirtualLab, register_build_server
 
 pytestmark = pytest.mark.lab
@@ -191,3 +194,16 @@ async def test_a_changed_host_key_is_a_failed_check_never_trusted(lab_health: La
     assert (result.answered, result.failures) == (False, 1)
     assert result.error is not None and "host key" in result.error.lower()
     assert (await lab_health.row()).last_check_error == result.error
+
+
+async def test_the_live_probe_that_lets_the_lab_server_leave_maintenance(lab_health: LabHealth) -> None:
+    # Validates: 12.3 (what PUT /build-servers/{id}/status runs before a server is back online)
+    server = await lab_health.row()
+    ssh = credentials.ssh_target(BOX, server)
+    probe = LiveProbe(pool=lab_health.pool, timeout=30)
+    facts = await probe.build_server(ssh)
+    assert facts is not None
+    assert facts.disk_free_bytes is not None and facts.disk_free_bytes > 0
+    assert facts.cpu_count == server.cpu_cores
+    with pytest.raises(DeviceError):
+        await probe.build_server(replace(ssh, port=closed_port()))

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from labfleet.api import render
-from labfleet.api.deps import Admin, SessionDep
+from labfleet.api.deps import Admin, SecretsDep, SessionDep
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base, inventory_router
+from labfleet.errors import Conflict, DeviceError, LabfleetError
+from labfleet.hw.ssh import SshTarget
 from labfleet.schemas.boards import BoardCreate, BoardOut, BoardUpdate
 from labfleet.schemas.build_servers import (
     BuildServerCreate,
@@ -20,7 +22,10 @@ from labfleet.schemas.build_servers import (
 from labfleet.schemas.common import ArchitectureName, Slug
 from labfleet.schemas.enums import BoardStatus, ServerStatus
 from labfleet.schemas.hosts import HostCreate, HostOut, HostUpdate
-from labfleet.services.inventory import boards, build_servers, hosts
+from labfleet.services.core.lab_settings import SettingsView
+from labfleet.services.health import tuning
+from labfleet.services.health.probes import ResourceProbe
+from labfleet.services.inventory import boards, build_servers, credentials, hosts
 
 Ident = Annotated[int, Path(alias="id", description="The build server's id.")]
 
@@ -86,18 +91,59 @@ boards_router = inventory_router(
 )
 
 
+async def _passes_its_check(request: Request, ident: int, name: str, current: str, ssh: SshTarget) -> None:
+    """Back in the pool only after a passing health check (R12.3): it answers, and its
+    workspace disk is above the critical threshold."""
+    probe: ResourceProbe = request.app.state.probe
+    try:
+        facts = await probe.build_server(ssh)
+    except DeviceError as exc:
+        raise Conflict(
+            f"build server {name} failed its health check, so it stays {current}: {exc.message}"
+        ) from exc
+    view: SettingsView | None = getattr(request.app.state, "lab", None)
+    lab = view.current if view is not None else request.app.state.lab_defaults
+    critical = tuning.disk_critical_gb(lab, ident)
+    if facts is not None and facts.disk_free_bytes is not None and facts.disk_free_bytes / 1024**3 < critical:
+        free = facts.disk_free_bytes / 1024**3
+        raise Conflict(
+            f"build server {name} failed its health check, so it stays {current}: its workspace disk has "
+            f"{free:.1f} GB free, below the critical {critical:g} GB"
+        )
+
+
 @build_servers_router.put(
     "/{id}/status",
     response_model=BuildServerOut,
     summary="Put a build server in maintenance, back online, or decommission it",
-    description="Maintenance: running builds finish, no new one starts. Decommissioning is "
-    "refused (409) while a build runs on it; a decommissioned server stays in the history.",
+    description="Maintenance: running builds finish, no new one starts. Online: after a passing "
+    "health check, SSH and the probe answering and the workspace disk above the critical threshold "
+    "(409 if not; the status stays). Decommissioning is refused (409) while a build runs on it; a "
+    "decommissioned server stays in the history.",
     operation_id="set_build_server_status",
     responses=responses(404, 409),
 )
 async def set_build_server_status(
-    request: Request, session: SessionDep, actor: Admin, ident: Ident, change: BuildServerStatusChange
+    request: Request,
+    session: SessionDep,
+    actor: Admin,
+    secrets: SecretsDep,
+    ident: Ident,
+    change: BuildServerStatusChange,
 ) -> BuildServerOut:
+    server = await build_servers.get(session=session, ident=ident)
+    current, name = server.status, server.hostname
+    checked = change.status == "online" and current != "online"
+    try:
+        ssh = credentials.ssh_target(secrets, server) if checked else None
+    except LabfleetError as exc:
+        raise Conflict(
+            f"build server {name} failed its health check, so it stays {current}: its stored SSH "
+            f"access cannot be used: {exc.message}"
+        ) from exc
+    await session.rollback()  # nothing held while the server is asked
+    if ssh is not None:
+        await _passes_its_check(request, ident, name, current, ssh)
     server = await build_servers.set_status(
         session=session, actor=actor, ident=ident, status=ServerStatus(change.status)
     )

@@ -57,12 +57,11 @@ from labfleet.selection import Thresholds
 from labfleet.services.builds import queue as build_queue
 from labfleet.services.core import alerts
 from labfleet.services.health.missed import OFFLINE, UNREACHABLE, Checked, Missed, raise_unreachable
+from labfleet.services.health.probes import WORKSPACE_DISK
 from labfleet.services.inventory import credentials
 
 RESOURCE_KIND = "build_server"
 DISK_LOW = "disk_low"
-# The login directory: build workspaces live under it (as at registration).
-WORKSPACE_DISK = "."
 # Servers checked at once by one round.
 MAX_CONCURRENT_CHECKS = 16
 

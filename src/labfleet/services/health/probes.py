@@ -9,18 +9,23 @@ A probe raises a ``DeviceError`` saying what did not answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from labfleet.db.models import Board, Host
-from labfleet.errors import DeviceError
+from labfleet.errors import DeviceError, Timeout
 from labfleet.hw.libvirt import LibvirtHost
+from labfleet.hw.probe import MachineFacts, probe_machine
 from labfleet.hw.ssh import SshPool, SshRunner, SshTarget
 from labfleet.secretbox import SecretBox
 from labfleet.services.inventory import credentials
 from labfleet.services.inventory.device_checks import console_answers
+
+# A build server's login directory: its build workspaces live under it (as at registration).
+WORKSPACE_DISK = "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +58,19 @@ class ResourceProbe(Protocol):
 
     async def board(self, access: BoardAccess) -> None: ...
 
+    async def build_server(self, ssh: SshTarget) -> MachineFacts | None:
+        """What the server's health check finds; None when devices are not asked."""
+        ...
+
 
 class NoProbe:
     async def host(self, access: HostAccess) -> None:
         return None
 
     async def board(self, access: BoardAccess) -> None:
+        return None
+
+    async def build_server(self, ssh: SshTarget) -> MachineFacts | None:
         return None
 
 
@@ -79,6 +91,15 @@ class LiveProbe:
             await SshRunner(pool=self._pool, target=access.ssh).run("true", timeout=self._timeout)
         else:
             raise DeviceError(f"board {access.name} has neither a console nor SSH to check it through")
+
+    async def build_server(self, ssh: SshTarget) -> MachineFacts | None:
+        """The periodic check's probe: SSH in, then CPUs, memory, load and the workspace disk."""
+        runner = SshRunner(pool=self._pool, target=ssh)
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await probe_machine(runner=runner, disk_path=WORKSPACE_DISK, timeout=self._timeout)
+        except TimeoutError:
+            raise Timeout(f"{ssh.where}: no answer within {self._timeout:g} s") from None
 
 
 @asynccontextmanager
