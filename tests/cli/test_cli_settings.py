@@ -35,3 +35,33 @@ def test_get_and_set_settings_keeping_the_others(server: Server) -> None:
     assert "thresholds.board.failure_limit" in out
     code, out = cli(server, "settings", "get", "--json", token=token)
     assert json.loads(out)["version"] == 1
+
+
+def test_health_show_and_capacity_of_a_host(server: Server) -> None:
+    token = admin_token(server)
+    code, out = cli(
+        server,
+        "hosts",
+        "add",
+        "--hostname",
+        "kvm-3",
+        "--address",
+        "10.3.0.3",
+        "--ssh-user",
+        "root",
+        "--libvirt-uri",
+        "qemu+ssh://root@10.3.0.3/system",
+        "--json",
+        token=token,
+    )
+    assert code == 0, out
+    ident = json.loads(out)["id"]
+    code, out = cli(server, "health", "show", "host", str(ident), "--json", token=token)
+    assert code == 0, out
+    shown = json.loads(out)
+    assert (shown["name"], shown["checked_at"], shown["thresholds"]) == ("kvm-3", None, {"failure_limit": 3})
+    code, out = cli(server, "health", "capacity", "host", str(ident), token=token)
+    assert code == 0, out
+    assert "takes_new_work" in out
+    code, out = cli(server, "health", "show", "host", "999999", token=token)
+    assert code == 1

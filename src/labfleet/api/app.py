@@ -30,6 +30,7 @@ from labfleet.api.routes import (
     statuses,
     tokens,
 )
+from labfleet.api.routes import health as health_route
 from labfleet.api.routes import metrics as metrics_route
 from labfleet.api.routes import settings as lab_settings
 from labfleet.api.routes.resources import boards_router, build_servers_router, hosts_router
@@ -65,6 +66,7 @@ _ROUTERS = (
     build_servers_router,
     hosts_router,
     boards_router,
+    health_route.router,
     power.router,
     flashing.router,
     builds.router,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labfleet.errors import Forbidden, Unauthenticated
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.enums import Role
+from labfleet.schemas.settings import LabSettings
 from labfleet.secretbox import SecretBox
 from labfleet.services.builds.service import BuildPolicy
 from labfleet.services.core import tokens
@@ -90,3 +91,15 @@ def build_policy(request: Request) -> BuildPolicy:
 
 
 BuildPolicyDep = Annotated[BuildPolicy, Depends(build_policy)]
+
+
+def lab_settings_now(request: Request) -> LabSettings:
+    """The lab settings as this process applies them now (the defaults where no view is kept)."""
+    view: SettingsView | None = getattr(request.app.state, "lab", None)
+    if view is not None:
+        return view.current
+    defaults: LabSettings = request.app.state.lab_defaults
+    return defaults
+
+
+LabDep = Annotated[LabSettings, Depends(lab_settings_now)]

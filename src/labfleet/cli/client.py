@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,15 @@ class Client:
         if response.is_error:
             _fail(response)
         return response.json() if response.content else None
+
+    def stream(self, path: str, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The body of ``GET path``, as it arrives."""
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.is_error:
+                    response.read()
+                    _fail(response)
+                yield from response.iter_bytes(chunk_size)
+        except httpx.TransportError as exc:
+            err.print(f"[red]error:[/red] cannot reach labfleet at {self._http.base_url}: {exc}")
+            raise typer.Exit(1) from exc

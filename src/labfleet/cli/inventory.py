@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,6 +56,12 @@ def show(item: dict[str, Any], as_json: bool) -> None:
         output.show_json(item)
     else:
         output.show_object(item)
+
+
+class Lifecycle(StrEnum):
+    maintenance = "maintenance"
+    online = "online"
+    decommissioned = "decommissioned"
 
 
 def collection_app(*, path: str, noun: str, columns: Sequence[str]) -> typer.Typer:
@@ -116,6 +123,25 @@ def collection_app(*, path: str, noun: str, columns: Sequence[str]) -> typer.Typ
     show_.__doc__ = f"Show one {noun}."
     update.__doc__ = f"Change a {noun}'s settings or credentials."
     remove.__doc__ = f"Remove a {noun} from the inventory."
+    return _with_status_command(app, path, noun)
+
+
+def _with_status_command(app: typer.Typer, path: str, noun: str) -> typer.Typer:
+    @app.command()
+    def status(
+        ctx: typer.Context,
+        ident: Annotated[int, typer.Argument(metavar="ID")],
+        to: Annotated[
+            Lifecycle, typer.Argument(metavar="STATUS", help="maintenance, online or decommissioned.")
+        ],
+        as_json: JsonFlag = False,
+    ) -> None:
+        show(client_of(ctx).request("PUT", f"{path}/{ident}/status", json={"status": to.value}), as_json)
+
+    status.__doc__ = (
+        f"Put a {noun} in maintenance (what runs goes on, nothing new starts), back online "
+        "(after a passing health check), or decommission it."
+    )
     return app
 
 

@@ -10,9 +10,12 @@ import typer
 from labfleet.cli import (
     admin,
     alerts,
+    artifacts,
+    audit,
     builds,
     client,
     envs,
+    health,
     lab,
     notifications,
     pipelines,
@@ -30,6 +33,9 @@ app.add_typer(builds.app, name="builds")
 app.add_typer(reservations.app, name="reservations")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(notifications.app, name="notifications")
+app.add_typer(health.app, name="health")
+app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(audit.app, name="audit")
 app.add_typer(lab_settings.app, name="settings")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(envs.app, name="envs")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from labfleet.api import render
-from labfleet.api.deps import Admin, SecretsDep, SessionDep
+from labfleet.api.deps import Admin, SecretsDep, SessionDep, lab_settings_now
 from labfleet.api.problems import responses
 from labfleet.api.routes.inventory import api_base, inventory_router
 from labfleet.errors import Conflict, DeviceError, LabfleetError
@@ -22,7 +22,6 @@ from labfleet.schemas.build_servers import (
 from labfleet.schemas.common import ArchitectureName, Slug
 from labfleet.schemas.enums import BoardStatus, ServerStatus
 from labfleet.schemas.hosts import HostCreate, HostOut, HostUpdate
-from labfleet.services.core.lab_settings import SettingsView
 from labfleet.services.health import tuning
 from labfleet.services.health.probes import ResourceProbe
 from labfleet.services.inventory import boards, build_servers, credentials, hosts
@@ -101,9 +100,7 @@ async def _passes_its_check(request: Request, ident: int, name: str, current: st
         raise Conflict(
             f"build server {name} failed its health check, so it stays {current}: {exc.message}"
         ) from exc
-    view: SettingsView | None = getattr(request.app.state, "lab", None)
-    lab = view.current if view is not None else request.app.state.lab_defaults
-    critical = tuning.disk_critical_gb(lab, ident)
+    critical = tuning.disk_critical_gb(lab_settings_now(request), ident)
     if facts is not None and facts.disk_free_bytes is not None and facts.disk_free_bytes / 1024**3 < critical:
         free = facts.disk_free_bytes / 1024**3
         raise Conflict(
