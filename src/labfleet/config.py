@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default=None,
         description="Where artifact bytes are stored, content-addressed; <data_dir>/artifacts when unset.",
     )
+    audit_archive_dir: Path | None = Field(
+        default=None,
+        description="Where audit entries past their retention are written before they are removed; "
+        "<data_dir>/audit-archive when unset.",
+    )
     device_checks: bool = Field(
         default=True,
         description="Registration connects to each device (SSH, libvirt, console) before storing it; "
@@ -133,6 +138,10 @@ class Settings(BaseSettings):
     @cached_property
     def effective_secret_key_file(self) -> Path:
         return self.secret_key_file or self.data_dir / "secret.key"
+
+    @cached_property
+    def effective_audit_archive_dir(self) -> Path:
+        return self.audit_archive_dir or self.data_dir / "audit-archive"
 
     @cached_property
     def effective_artifact_dir(self) -> Path:

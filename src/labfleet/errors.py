@@ -4,6 +4,7 @@
 
     LabfleetError
     ├── NotFound              an id or name that does not exist
+    │   └── Gone              it existed; retention removed it (when)
     ├── Conflict              unique value taken, or a state that forbids the action
     │   └── Unavailable       nothing can take the request now (alternatives, decision)
     ├── Invalid               input that is well-formed but not acceptable (field + reason)
@@ -36,6 +37,10 @@ class LabfleetError(Exception):
 
 
 class NotFound(LabfleetError):
+    pass
+
+
+class Gone(NotFound):
     pass
 
 

@@ -32,6 +32,7 @@ EXPECTED = (
         ("get", "/api/v1/settings"),
         ("put", "/api/v1/settings"),
         ("get", "/metrics"),
+        ("get", "/api/v1/audit-log/export"),
         ("get", "/api/v1/build-servers/{id}/health"),
         ("get", "/api/v1/hosts/{id}/health"),
         ("get", "/api/v1/boards/{id}/health"),

@@ -73,6 +73,11 @@ def test_artifacts_from_list_to_a_verified_download_pins_and_the_audit_log(
     assert [e["after"]["pinned"] for e in changes[:2]] == [False, True]
     code, out = cli(server, "audit", "list", token=token)
     assert "change(s)" in out
+    exported = tmp_path / "audit.jsonl"
+    code, out = cli(server, "audit", "export", "-o", str(exported), token=token)
+    assert code == 0, out
+    entries = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [e["object_id"] for e in entries if e["object_type"] == "artifact"] == [ident, ident, ident]
 
 
 def test_maintenance_online_and_decommission_from_the_command_line(server: Server) -> None:

@@ -194,6 +194,7 @@ def _engine(app: FastAPI, settings: Settings, bus: EventBus) -> Engine:
             flash=app.state.flash_policy,
             provisioning=policies.provision(settings),
             notifications=policies.notifications(settings),
+            audit_archive_dir=settings.effective_audit_archive_dir,
         ),
     )
 

@@ -17,6 +17,7 @@ MEDIA_TYPE = "application/problem+json"
 
 # The one place where an error becomes an HTTP status. Most specific first.
 STATUS_OF: list[tuple[type[errors.LabfleetError], int]] = [
+    (errors.Gone, 410),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.Invalid, 422),

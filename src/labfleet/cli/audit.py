@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
 from labfleet.cli import output
-from labfleet.cli.inventory import JsonFlag, get_unless_json, given
+from labfleet.cli.inventory import JsonFlag, client_of, get_unless_json, given
 
 app = typer.Typer(help="The audit log: every change, newest first.", no_args_is_help=True)
 
@@ -43,3 +46,23 @@ def list_(
     output.show_table(
         rows, ("id", "at", "actor", "action", "object", "what"), title=f"{page['count']} change(s)"
     )
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON lines.")],
+    since: Annotated[datetime | None, typer.Option(help="From this time on (ISO 8601).")] = None,
+    before: Annotated[datetime | None, typer.Option(help="Before this time (ISO 8601).")] = None,
+) -> None:
+    """Export the audit log as JSON lines, oldest first (what retention's archive holds)."""
+    params = {k: v.isoformat() for k, v in (("since", since), ("before", before)) if v is not None}
+    query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
+    partial = out.with_name(out.name + ".part")
+    lines = 0
+    with partial.open("wb") as f:
+        for chunk in client_of(ctx).stream("/audit-log/export" + (f"?{query}" if query else "")):
+            lines += chunk.count(b"\n")
+            f.write(chunk)
+    partial.replace(out)
+    output.out.print(f"{out}: {lines} entries")

@@ -10,6 +10,7 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +19,7 @@ from labfleet.engine.builds import BuildWorker
 from labfleet.engine.environments import EnvironmentWorker
 from labfleet.engine.flashing import FlashWorker
 from labfleet.engine.health import HealthMonitor
-from labfleet.engine.loops import every
+from labfleet.engine.loops import every, utcnow
 from labfleet.engine.notifications import NotificationWorker
 from labfleet.engine.pipelines import PipelineWorker
 from labfleet.engine.resource_health import HealthProbe, ResourceHealthMonitor
@@ -47,6 +48,7 @@ from labfleet.services.power import service as power
 from labfleet.services.power.access import DeviceAccess, Hardware
 from labfleet.services.power.service import PowerPolicy
 from labfleet.services.reservations import service as reservations
+from labfleet.services.retention import service as retention
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class EngineSettings:
     provisioning: ProvisionPolicy = field(default_factory=ProvisionPolicy)
     """Where and how environments are deployed."""
     notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
+    audit_archive_dir: Path | None = None
+    """Where retention writes audit entries before removing them; none: the audit log is kept."""
 
 
 class Engine:
@@ -309,7 +313,19 @@ class Engine:
         return failed
 
     async def run_retention(self) -> None:
-        """One pass of the retention policy, as the periodic task runs it; logs what it removed."""
+        """One pass of retention, as the periodic task runs it: artifacts, then finished work's
+        records; logs what it removed."""
+        await self._retain_artifacts()
+        ages = self.lab.current.retention
+        if self._settings.audit_archive_dir is None:
+            ages = ages.model_copy(update={"audit_log_days": None})
+        removed = await retention.apply(
+            self._sessions, ages=ages, archive_dir=self._settings.audit_archive_dir or Path(), now=utcnow()
+        )
+        if removed.any():
+            log.info("retention removed %s", removed)
+
+    async def _retain_artifacts(self) -> None:
         async with self._sessions() as session:
             policy = await artifacts.policy(session=session)
             removal = await artifacts.apply_retention(

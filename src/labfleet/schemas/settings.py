@@ -127,6 +127,23 @@ class ArtifactRetention(Strict):
     max_age_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
+KeepDays = Annotated[int | None, Field(ge=1, le=36_500)]
+
+
+class WorkRetention(Strict):
+    """How long finished work's records are kept, in days (unset: for ever). Work that
+    produced a pinned artifact keeps its logs; a board keeps its last good flash."""
+
+    build_logs_days: KeepDays = 90
+    pipeline_logs_days: KeepDays = 90
+    power_actions_days: KeepDays = 180
+    flash_jobs_days: KeepDays = 365
+    resolved_alerts_days: KeepDays = Field(default=180, description="With what was told of them.")
+    audit_log_days: KeepDays = Field(
+        default=730, description="Entries past it are written to the audit archive, then removed."
+    )
+
+
 class LabSettings(Strict):
     check_interval_seconds: Intervals = Field(default_factory=Intervals)
     check_jitter: float = Field(
@@ -143,6 +160,7 @@ class LabSettings(Strict):
     )
     history_retention: HistoryRetention = Field(default_factory=HistoryRetention)
     artifact_retention: ArtifactRetention = Field(default_factory=ArtifactRetention)
+    retention: WorkRetention = Field(default_factory=WorkRetention)
 
     def inconsistency(self) -> tuple[str, str] | None:
         """What no single field shows wrong: the field at fault and why, or None."""

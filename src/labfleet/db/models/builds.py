@@ -51,6 +51,8 @@ class BuildJob(FromRepository, Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     failure_reason: Mapped[str | None] = mapped_column(default=None)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Set once retention removed the log (its size stays, as it was).
+    logs_pruned_at: Mapped[datetime | None] = mapped_column(default=None)
     timeout_s: Mapped[int] = mapped_column(default=3600, server_default="3600")
     # A cancel asked for while the job runs: the worker holding it stops the remote command.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)

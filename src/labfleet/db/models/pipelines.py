@@ -59,6 +59,8 @@ class Pipeline(FromRepository, Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
     cancel_requested_by: Mapped[str | None] = mapped_column(String(128), default=None)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Set once retention removed the log (its size stays, as it was).
+    logs_pruned_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
         CheckConstraint(one_of("status", PIPELINE_STATUSES), name="status"),

@@ -17,7 +17,7 @@ from labfleet.db.base import utcnow
 from labfleet.db.models import BuildJob
 from labfleet.db.models.builds import QUEUED, RUNNING
 from labfleet.db.repositories import builds as repo
-from labfleet.errors import Conflict, Invalid, NotFound
+from labfleet.errors import Conflict, Gone, Invalid, NotFound
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.builds import BuildJobCreate
 from labfleet.schemas.enums import Architecture, ServerStatus
@@ -388,6 +388,11 @@ async def read_log(
     if offset < 0:
         raise Invalid("the offset is a byte position, 0 or more", field="offset")
     job = await get(session=session, ident=ident, refresh=True)
+    if job.logs_pruned_at is not None:
+        raise Gone(
+            f"build {ident}'s log ({job.log_size} bytes) was removed by retention at "
+            f"{job.logs_pruned_at.isoformat(timespec='seconds')}"
+        )
     if offset > job.log_size:
         raise Invalid(f"the log has {job.log_size} bytes; offset {offset} is past its end", field="offset")
     start, data = await repo.read_log(session, job_id=ident, offset=offset, limit=limit)

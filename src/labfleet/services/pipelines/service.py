@@ -19,7 +19,7 @@ from labfleet.db.base import utcnow
 from labfleet.db.models import Pipeline, PipelineStage, TestResult
 from labfleet.db.models.pipelines import ACTIVE, CANCELLED, PENDING, QUEUED, RUNNING
 from labfleet.db.repositories import pipelines as repo
-from labfleet.errors import Conflict, Forbidden, Invalid, NotFound
+from labfleet.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.builds import BuildJobCreate
 from labfleet.schemas.enums import Role
@@ -227,6 +227,11 @@ async def read_log(
 ) -> tuple[int, int, bytes, bool]:
     """``(offset, end, data, complete)`` of the pipeline's log, or of one stage's part of it."""
     p = await get(session=session, ident=ident, refresh=True)
+    if p.logs_pruned_at is not None:
+        raise Gone(
+            f"pipeline {ident}'s log ({p.log_size} bytes) was removed by retention at "
+            f"{p.logs_pruned_at.isoformat(timespec='seconds')}"
+        )
     start, end = 0, p.log_size
     if stage is not None:
         if stage not in STAGES:
