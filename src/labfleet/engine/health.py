@@ -64,6 +64,11 @@ class HealthMonitor:
             self._interval if self._lab is None else tuning.interval(self._lab(), ResourceKind.build_server)
         )
 
+    def _next_round(self) -> float:
+        return (
+            self._interval if self._lab is None else tuning.next_round(self._lab(), ResourceKind.build_server)
+        )
+
     def policy(self, server_id: int) -> HealthPolicy:
         return (
             self._policy if self._lab is None else tuning.build_server(self._policy, self._lab(), server_id)
@@ -73,7 +78,7 @@ class HealthMonitor:
         """Check every ``interval`` seconds (the first round after ``first``, one interval by
         default) until cancelled."""
         await every(
-            self.interval,
+            self._next_round,
             "build server health checks",
             self.check_all,
             first=self.interval() if first is None else first,

@@ -86,6 +86,9 @@ class ResourceHealthMonitor:
     def interval(self, kind: ResourceKind) -> float:
         return self._interval if self._lab is None else tuning.interval(self._lab(), kind)
 
+    def _next_round(self, kind: ResourceKind) -> float:
+        return self._interval if self._lab is None else tuning.next_round(self._lab(), kind)
+
     def _host_policy(self, host_id: int) -> HostHealthPolicy:
         return self.host_policy if self._lab is None else tuning.host(self.host_policy, self._lab(), host_id)
 
@@ -105,7 +108,7 @@ class ResourceHealthMonitor:
     async def run_hosts(self, *, first: float | None = None) -> None:
         hosts = ResourceKind.host
         await every(
-            lambda: self.interval(hosts),
+            lambda: self._next_round(hosts),
             "host health checks",
             self.check_hosts,
             first=self.interval(hosts) if first is None else first,
@@ -114,7 +117,7 @@ class ResourceHealthMonitor:
     async def run_boards(self, *, first: float | None = None) -> None:
         boards = ResourceKind.board
         await every(
-            lambda: self.interval(boards),
+            lambda: self._next_round(boards),
             "board health checks",
             self.check_boards,
             first=self.interval(boards) if first is None else first,

@@ -24,6 +24,7 @@ from labfleet.services.builds.run import SshPool
 from labfleet.services.core import lab_settings
 from labfleet.services.core.events import EventBus
 from labfleet.services.core.lab_settings import SettingsView
+from labfleet.services.health import tuning
 from labfleet.services.health.build_servers import HealthPolicy
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -97,3 +98,13 @@ async def test_a_change_in_one_process_is_applied_by_the_other(two: tuple[Proces
     policy = monitor.policy(4)
     assert (policy.failure_limit, policy.thresholds.disk_critical_gb) == (2, 5.0)
     assert other.view.current.detection_seconds(ResourceKind.build_server, 2) == pytest.approx(33.0)
+
+
+def test_rounds_move_by_up_to_the_jitter_and_never_past_what_detection_counts_on() -> None:
+    lab = LabSettings.model_validate({"check_interval_seconds": {"host": 100}, "check_jitter": 0.2})
+    assert tuning.next_round(lab, ResourceKind.host, draw=lambda: 0.0) == pytest.approx(80.0)
+    assert tuning.next_round(lab, ResourceKind.host, draw=lambda: 0.5) == pytest.approx(100.0)
+    assert tuning.next_round(lab, ResourceKind.host, draw=lambda: 1.0) == pytest.approx(120.0)
+    assert lab.detection_seconds(ResourceKind.host, 1) == pytest.approx(120.0)
+    rounds = {round(tuning.next_round(lab, ResourceKind.host), 3) for _ in range(50)}
+    assert len(rounds) > 40 and all(80 <= r <= 120 for r in rounds)

@@ -23,6 +23,7 @@ from labfleet.db.models import (
     PipelineStage,
     Reservation,
 )
+from labfleet.db.repositories.reservations import active
 
 _SERVING = ("online", "degraded")
 
@@ -56,7 +57,7 @@ class Capacity:
     boards_reserved: int
 
 
-async def capacity(session: AsyncSession) -> Capacity:
+async def capacity(session: AsyncSession, now: datetime) -> Capacity:
     slots = await session.scalar(
         select(func.coalesce(func.sum(BuildServer.max_concurrent_builds), 0)).where(
             BuildServer.status.in_(_SERVING)
@@ -70,7 +71,7 @@ async def capacity(session: AsyncSession) -> Capacity:
             ).where(Host.status.in_(_SERVING))
         )
     ).one()
-    held = Reservation.released_at.is_(None)
+    held = active(now)
     reserved = (
         await session.execute(
             select(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -16,6 +18,13 @@ from labfleet.services.health.hosts import HostHealthPolicy
 
 def interval(lab: LabSettings, kind: ResourceKind) -> float:
     return float(getattr(lab.check_interval_seconds, kind.value))
+
+
+def next_round(lab: LabSettings, kind: ResourceKind, *, draw: Callable[[], float] = random.random) -> float:
+    """Seconds to the next round of a kind's checks: its interval moved by up to
+    ``check_jitter`` of it either way, so that processes (and labs restarted together) do not
+    check in step; never longer than ``LabSettings.detection_seconds`` counts on."""
+    return interval(lab, kind) * (1 + lab.check_jitter * (2 * draw() - 1))
 
 
 def build_server(base: HealthPolicy, lab: LabSettings, server_id: int) -> HealthPolicy:

@@ -34,10 +34,11 @@ class Snapshot:
 
 async def snapshot(session: AsyncSession) -> Snapshot:
     deliveries, failing = await repo.deliveries(session)
+    now = utcnow()
     return Snapshot(
         resources=await repo.resource_counts(session),
-        capacity=await repo.capacity(session),
-        queues=await repo.queue(session, utcnow()),
+        capacity=await repo.capacity(session, now),
+        queues=await repo.queue(session, now),
         builds=await repo.build_durations(session, BUILD_BOUNDS),
         stages=await repo.stage_durations(session, STAGE_BOUNDS),
         pipelines=await repo.pipeline_durations(session, PIPELINE_BOUNDS),
