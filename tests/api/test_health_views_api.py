@@ -120,3 +120,26 @@ async def test_a_board_s_health_tells_its_sensors_and_a_never_checked_one_says_s
     assert health["details"]["power_state"] == "on"
     assert health["thresholds"]["temperature_critical_c"] == 95.0
     assert (await client.get("/api/v1/boards/999999/health")).status_code == 404
+
+
+async def test_a_host_s_vms_come_from_its_libvirt_and_one_nobody_placed_is_a_stray(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    # libvirt's own test driver: one running domain, "test", that labfleet never placed.
+    host = await _host_at(session, "kvm-t", "test:///default")
+    seen = await client.get(f"/api/v1/hosts/{host}/vms")
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert (body["count"], body["strays"], body["missing"]) == (1, 1, 0)
+    [vm] = body["items"]
+    assert (vm["name"], vm["running"], vm["stray"], vm["environment_id"]) == ("test", True, True, None)
+    down = await _host_at(session, "kvm-x", "qemu+tcp://127.0.0.1:1/system")
+    unreachable = await client.get(f"/api/v1/hosts/{down}/vms")
+    assert unreachable.status_code in (502, 504), unreachable.text
+
+
+async def _host_at(session: AsyncSession, name: str, uri: str) -> int:
+    host = Host(hostname=name, address=f"{name}.lab", ssh_user="root", libvirt_uri=uri, labels=[])
+    session.add(host)
+    await session.commit()
+    return host.id

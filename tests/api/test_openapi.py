@@ -37,6 +37,7 @@ EXPECTED = (
         ("get", "/api/v1/hosts/{id}/health"),
         ("get", "/api/v1/boards/{id}/health"),
         ("get", "/api/v1/hosts/{id}/capacity"),
+        ("get", "/api/v1/hosts/{id}/vms"),
         ("get", "/api/v1/build-servers/{id}/capacity"),
         ("get", "/api/v1/statuses"),
         ("get", "/api/v1/artifacts"),

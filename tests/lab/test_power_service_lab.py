@@ -7,6 +7,7 @@ Validates: 18.1, 18.2, 18.3, 18.4, 18.5
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import Alert, Board
 from labfleet.hw.console import ConsolePort, SerialConsole
+from labfleet.lab import pdu, procs
 from labfleet.lab.layout import Board as LabBoard
 from labfleet.schemas.auth import Actor
 from labfleet.schemas.boards import BoardCreate
@@ -180,4 +182,35 @@ async def test_a_pdu_that_pdudaemon_does_not_know_fails_the_action_and_raises_an
         )
     )
     assert alert is not None
+    assert powered(lab, board.name)
+
+
+async def test_pdudaemon_stopped_then_started_raises_then_resolves_the_power_controller_alert(
+    lab: VirtualLab, session: AsyncSession, left_on: LabBoard
+) -> None:
+    # Validates: 18.5 (the daemon itself down, not a wrong address)
+    board = left_on
+    row = await register(session, lab, board)
+    try:
+        await asyncio.to_thread(procs.stop, pdu.daemon(lab.paths))
+        async with DeviceAccess(BOX) as hardware:
+            failed = await power.switch(
+                session=session, actor=OPERATOR, hardware=hardware, board_id=row.id, state="on", policy=POLICY
+            )
+        assert failed.status == "failed", failed
+        alert = await session.scalar(
+            select(Alert).where(
+                Alert.resource_id == row.id, Alert.kind == POWER_CONTROLLER, Alert.state == "open"
+            )
+        )
+        assert alert is not None and alert.severity == "critical" and "does not answer" in alert.message
+    finally:
+        await asyncio.to_thread(pdu.start, lab.paths)
+    async with DeviceAccess(BOX) as hardware:
+        done = await power.switch(
+            session=session, actor=OPERATOR, hardware=hardware, board_id=row.id, state="on", policy=POLICY
+        )
+    assert done.status == "succeeded", done
+    await session.refresh(alert)
+    assert (alert.state, alert.resolved_by) == ("resolved", "labfleet")
     assert powered(lab, board.name)

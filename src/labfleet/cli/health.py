@@ -55,3 +55,26 @@ def capacity(
     found = get_unless_json(ctx, f"/{kind.value}s/{ident}/capacity", as_json)
     if found is not None:
         output.show_object(found)
+
+
+@app.command()
+def vms(
+    ctx: typer.Context, ident: Annotated[int, typer.Argument(metavar="HOST_ID")], as_json: JsonFlag = False
+) -> None:
+    """The VMs a host's libvirt runs, what owns each, strays and lost ones."""
+    found = get_unless_json(ctx, f"/hosts/{ident}/vms", as_json)
+    if found is None:
+        return
+    rows = [
+        {
+            "name": v["name"],
+            "running": v["running"],
+            "environment": v["environment_id"] or "",
+            "pipeline": v["pipeline_id"] or "",
+            "owner": v["owner"] or "",
+            "problem": v["problem"] or "",
+        }
+        for v in found["items"]
+    ]
+    title = f"{found['name']}: {found['count']} VM(s), {found['strays']} stray, {found['missing']} lost"
+    output.show_table(rows, ("name", "running", "environment", "pipeline", "owner", "problem"), title=title)

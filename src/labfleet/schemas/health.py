@@ -77,3 +77,27 @@ class BuildServerCapacity(BaseModel):
     max_load_per_core: float
     takes_new_work: bool
     why_not: list[str]
+
+
+class VmOut(BaseModel):
+    name: str
+    uuid: str | None
+    running: bool
+    vcpus: int | None
+    memory_mb: int | None
+    environment_id: int | None = Field(
+        description="The environment that owns it; unset: labfleet knows it not."
+    )
+    pipeline_id: int | None
+    owner: str | None
+    stray: bool = Field(description="libvirt runs it but no environment of labfleet owns it.")
+    problem: str | None = Field(description="What is wrong with it as labfleet sees it.")
+
+
+class HostVms(BaseModel):
+    host_id: int
+    name: str
+    count: int
+    strays: int
+    missing: int = Field(description="Environments on this host whose VM libvirt does not run.")
+    items: list[VmOut]

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Request
 
 from labfleet.api.deps import LabDep, SessionDep, Viewer
 from labfleet.api.problems import responses
-from labfleet.schemas.health import BuildServerCapacity, HealthOut, HostCapacity
+from labfleet.schemas.health import BuildServerCapacity, HealthOut, HostCapacity, HostVms
 from labfleet.services.builds.service import BuildPolicy
-from labfleet.services.health import views
+from labfleet.services.health import views, vms
 from labfleet.services.health.build_servers import HealthPolicy
 
 router = APIRouter(responses=responses(401, 403, 404, 422))
@@ -74,3 +74,15 @@ async def build_server_capacity(
 ) -> BuildServerCapacity:
     policy: BuildPolicy = request.app.state.policy
     return await views.build_server_capacity(session, lab, HealthPolicy(thresholds=policy.thresholds), ident)
+
+
+@router.get(
+    "/hosts/{id}/vms",
+    response_model=HostVms,
+    tags=["hosts"],
+    summary="The VMs libvirt runs on a host, labelled with what owns each; strays and lost ones flagged",
+    description="Asks the host now: 502/504 if its libvirt does not answer.",
+    responses=responses(502, 504),
+)
+async def host_vms(session: SessionDep, _: Viewer, ident: Ident) -> HostVms:
+    return await vms.host_vms(session, ident)
