@@ -140,6 +140,22 @@ async def test_the_probe_over_ssh_finds_this_machines_compilers_and_resources(
     assert [t.architecture for t in facts.toolchains].count("x86_64") == 1
 
 
+async def test_a_health_check_s_probe_asks_no_compiler_and_tells_the_rest(
+    ssh_runner: SshRunner, tmp_path: Path
+) -> None:
+    # Validates: 2.1 (a check refreshes capacity; toolchains are registration's)
+    full = await probe_machine(runner=ssh_runner, disk_path=str(tmp_path))
+    light = await probe_machine(runner=ssh_runner, disk_path=str(tmp_path), toolchains=False)
+    assert full.toolchains and light.toolchains == ()
+    assert (light.cpu_count, light.architecture, light.memory_total_bytes) == (
+        full.cpu_count,
+        full.architecture,
+        full.memory_total_bytes,
+    )
+    assert light.disk_total_bytes == full.disk_total_bytes and light.load is not None
+    assert light.problems == ()
+
+
 def _fake_compiler(path: Path, *, triplet: str, version: str, full_version: bool = True) -> None:
     dump_full = f'echo "{version}"; exit 0' if full_version else "exit 1"
     path.write_text(

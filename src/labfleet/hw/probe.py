@@ -34,7 +34,10 @@ if out=$(df -Pk -- "$disk" 2>&1); then
     case $size in *[!0-9]*|'') ;; *) echo "disk $size $avail";; esac
   done
 else echo "problem df $disk: $(echo "$out" | head -n 1)"; fi
-seen=
+"""
+# Finding the compilers asks each one (``-dumpmachine``, ``-dumpversion``): tens of processes
+# on a build server, so only registration and an explicit refresh do it, not every check.
+_TOOLCHAINS_SCRIPT = r"""seen=
 IFS=:
 for dir in $PATH; do
   IFS=' '
@@ -188,10 +191,12 @@ def _load(words: list[str]) -> tuple[float, float, float] | None:
 
 
 async def probe_machine(
-    *, runner: CommandRunner, disk_path: str = "/", timeout: float = 60.0
+    *, runner: CommandRunner, disk_path: str = "/", timeout: float = 60.0, toolchains: bool = True
 ) -> MachineFacts:
-    """The facts of the machine behind ``runner``, with the disk of ``disk_path``, in one command."""
-    result = await runner.run(f"sh -c {quote(_SCRIPT)} labfleet-probe {quote(disk_path)}", timeout=timeout)
+    """The facts of the machine behind ``runner``, with the disk of ``disk_path``, in one command;
+    without ``toolchains``, only what a health check needs (CPUs, memory, load, disk)."""
+    script = _SCRIPT + _TOOLCHAINS_SCRIPT if toolchains else _SCRIPT
+    result = await runner.run(f"sh -c {quote(script)} labfleet-probe {quote(disk_path)}", timeout=timeout)
     return parse_facts(result.stdout, disk_path=disk_path)
 
 

@@ -151,7 +151,9 @@ async def probe(*, pool: SshPool, target: Target, timeout: float) -> Probe:
     runner = SshRunner(pool=pool, target=target.ssh)
     try:
         async with asyncio.timeout(timeout):
-            facts = await probe_machine(runner=runner, disk_path=WORKSPACE_DISK, timeout=timeout)
+            facts = await probe_machine(
+                runner=runner, disk_path=WORKSPACE_DISK, timeout=timeout, toolchains=False
+            )
     except TimeoutError:
         return Probe(target=target, facts=None, error=f"{target.ssh.where}: no answer within {timeout:g} s")
     except DeviceError as exc:

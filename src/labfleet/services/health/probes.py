@@ -97,7 +97,9 @@ class LiveProbe:
         runner = SshRunner(pool=self._pool, target=ssh)
         try:
             async with asyncio.timeout(self._timeout):
-                return await probe_machine(runner=runner, disk_path=WORKSPACE_DISK, timeout=self._timeout)
+                return await probe_machine(
+                    runner=runner, disk_path=WORKSPACE_DISK, timeout=self._timeout, toolchains=False
+                )
         except TimeoutError:
             raise Timeout(f"{ssh.where}: no answer within {self._timeout:g} s") from None
 
