@@ -218,6 +218,7 @@ async def test_one_pass_removes_what_is_past_its_age_and_keeps_the_rest(
     ]
     assert [e["after"]["n"] for e in lines] == [0, 1, 2, 3, 4]
     assert {p.parent for p in done.archives} == {archive}
+    assert {p.stat().st_mode & 0o777 for p in done.archives} == {0o600}
     assert not any(p.name.endswith(".part") for p in done.archives)
 
     again = await retention.apply(sessions, ages=WorkRetention(), archive_dir=archive, now=NOW, batch=2)

@@ -83,10 +83,12 @@ def entry_json(e: AuditEntry) -> dict[str, Any]:
 
 def _archive(directory: Path, entries: list[AuditEntry]) -> Path:
     """The entries written and synced to disk before they may be deleted."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     final = directory / f"audit-{entries[0].id:012d}-{entries[-1].id:012d}.jsonl.gz"
     partial = final.with_name(final.name + ".part")
-    with partial.open("wb") as raw:
+    # Who did what is for admins: readable by labfleet's user only, as the database is.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
             for e in entries:
                 f.write(json.dumps(entry_json(e), sort_keys=True).encode() + b"\n")
