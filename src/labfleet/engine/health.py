@@ -2,10 +2,10 @@
 
 Each round claims the servers due (``services.health.build_servers.due``, committed at
 once so that other processes skip them), then checks them at most ``concurrency`` at a
-time: the SSH probe runs outside any transaction, and each server's outcome is recorded
-and committed in a transaction of its own, so one server's trouble never holds up or
-undoes another's. Build jobs taken off a server that went offline are announced after
-the commit, so that watchers and idle workers learn at once.
+time: the SSH probe runs outside any transaction, and the outcomes are recorded as they
+come, those waiting together in one transaction, each in a SAVEPOINT of its own, so one
+server's trouble never holds up or undoes another's. Build jobs taken off a server that
+went offline are announced after the commit, so that watchers and idle workers learn at once.
 
 The checks use an SSH pool of their own: builds hold their server's session slots for as
 long as they run, and a check queued behind them would time out and count a busy server
@@ -30,9 +30,12 @@ from labfleet.services.builds.run import SshPool
 from labfleet.services.core.events import EventBus
 from labfleet.services.health import build_servers as health
 from labfleet.services.health import tuning
-from labfleet.services.health.build_servers import CheckResult, HealthPolicy, Target
+from labfleet.services.health.build_servers import CheckResult, HealthPolicy, Probe, Target
 
 log = logging.getLogger(__name__)
+
+RECORD_BATCH = 100
+"""Check outcomes recorded in one transaction at most."""
 
 
 class HealthMonitor:
@@ -85,27 +88,77 @@ class HealthMonitor:
         )
 
     async def check_all(self) -> list[CheckResult]:
-        """One round: every server due, checked and recorded; what changed is returned."""
+        """One round: every server due, checked and recorded; what changed is returned.
+
+        Probes run ``concurrency`` at a time; their outcomes are recorded as they come, as many
+        to a transaction as are waiting (up to ``RECORD_BATCH``), each in a SAVEPOINT of its
+        own: one commit per server would make a thousand servers queue for SQLite's write lock.
+        """
         async with self._sessions() as session:
             # Half an interval: a server another process has just checked waits for the next round.
             targets = await health.due(session=session, secrets=self._secrets, min_gap=self.interval() / 2)
             await session.commit()
         limit = asyncio.Semaphore(self._concurrency)
+        found: asyncio.Queue[Probe | None] = asyncio.Queue()
 
-        async def guarded(target: Target) -> CheckResult | None:
-            async with limit:
-                return await self.check_one(target)
+        async def probe_one(target: Target) -> None:
+            try:
+                async with limit:
+                    policy = self.policy(target.server_id)
+                    found.put_nowait(
+                        await health.probe(pool=self._pool, target=target, timeout=policy.timeout_seconds)
+                    )
+            except Exception:
+                log.exception("health check of build server %s failed", target.hostname)
+                found.put_nowait(None)
 
-        outcomes = await asyncio.gather(*(guarded(t) for t in targets), return_exceptions=True)
-        results = []
-        for target, outcome in zip(targets, outcomes, strict=True):
-            if isinstance(outcome, asyncio.CancelledError):
-                raise outcome
-            if isinstance(outcome, BaseException):
-                log.error("health check of build server %s failed", target.hostname, exc_info=outcome)
-            elif outcome is not None:
-                results.append(outcome)
+        probing = [asyncio.create_task(probe_one(t)) for t in targets]
+        results: list[CheckResult] = []
+        try:
+            remaining = len(targets)
+            while remaining:
+                batch = [await found.get()]
+                while len(batch) < RECORD_BATCH and not found.empty():
+                    batch.append(found.get_nowait())
+                remaining -= len(batch)
+                results += await self._record([p for p in batch if p is not None])
+        finally:
+            for task in probing:
+                task.cancel()
+            await asyncio.gather(*probing, return_exceptions=True)
         return results
+
+    async def _record(self, probes: list[Probe]) -> list[CheckResult]:
+        """Record outcomes in one transaction, each in its SAVEPOINT; commit; announce what moved."""
+        if not probes:
+            return []
+        recorded: list[CheckResult] = []
+        async with self._sessions() as session:
+            for probe in probes:
+                try:
+                    async with session.begin_nested():
+                        result = await health.record(
+                            session=session, probe=probe, policy=self.policy(probe.target.server_id)
+                        )
+                except Exception:
+                    log.exception(
+                        "recording the health check of build server %s failed", probe.target.hostname
+                    )
+                    continue
+                if result is not None:
+                    recorded.append(result)
+            await session.commit()
+        for result in recorded:
+            await self._announce(result)
+        return recorded
+
+    async def _announce(self, result: CheckResult) -> None:
+        for job_id, _ in result.jobs:
+            async with self._sessions() as session:
+                job = await build_queue.job(session=session, job_id=job_id)
+            if job is not None:
+                builds.announce(self._bus, job)
+        _log(result)
 
     async def check_one(self, target: Target) -> CheckResult | None:
         """Probe one server, record the outcome, commit, announce the builds it moved."""
@@ -116,12 +169,7 @@ class HealthMonitor:
             await session.commit()
         if result is None:
             return None
-        for job_id, _ in result.jobs:
-            async with self._sessions() as session:
-                job = await build_queue.job(session=session, job_id=job_id)
-            if job is not None:
-                builds.announce(self._bus, job)
-        _log(result)
+        await self._announce(result)
         return result
 
 
