@@ -14,12 +14,12 @@ as unreachable.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.batches import probe_then_record
 from labfleet.engine.loops import every
 from labfleet.schemas.enums import ResourceKind
 from labfleet.schemas.settings import LabSettings
@@ -33,9 +33,6 @@ from labfleet.services.health import tuning
 from labfleet.services.health.build_servers import CheckResult, HealthPolicy, Probe, Target
 
 log = logging.getLogger(__name__)
-
-RECORD_BATCH = 100
-"""Check outcomes recorded in one transaction at most."""
 
 
 class HealthMonitor:
@@ -88,69 +85,31 @@ class HealthMonitor:
         )
 
     async def check_all(self) -> list[CheckResult]:
-        """One round: every server due, checked and recorded; what changed is returned.
-
-        Probes run ``concurrency`` at a time; their outcomes are recorded as they come, as many
-        to a transaction as are waiting (up to ``RECORD_BATCH``), each in a SAVEPOINT of its
-        own: one commit per server would make a thousand servers queue for SQLite's write lock.
-        """
+        """One round: every server due, checked and recorded (``engine/batches.py``); what
+        changed is returned."""
         async with self._sessions() as session:
             # Half an interval: a server another process has just checked waits for the next round.
             targets = await health.due(session=session, secrets=self._secrets, min_gap=self.interval() / 2)
             await session.commit()
-        limit = asyncio.Semaphore(self._concurrency)
-        found: asyncio.Queue[Probe | None] = asyncio.Queue()
 
-        async def probe_one(target: Target) -> None:
-            try:
-                async with limit:
-                    policy = self.policy(target.server_id)
-                    found.put_nowait(
-                        await health.probe(pool=self._pool, target=target, timeout=policy.timeout_seconds)
-                    )
-            except Exception:
-                log.exception("health check of build server %s failed", target.hostname)
-                found.put_nowait(None)
+        async def probe(target: Target) -> Probe:
+            timeout = self.policy(target.server_id).timeout_seconds
+            return await health.probe(pool=self._pool, target=target, timeout=timeout)
 
-        probing = [asyncio.create_task(probe_one(t)) for t in targets]
-        results: list[CheckResult] = []
-        try:
-            remaining = len(targets)
-            while remaining:
-                batch = [await found.get()]
-                while len(batch) < RECORD_BATCH and not found.empty():
-                    batch.append(found.get_nowait())
-                remaining -= len(batch)
-                results += await self._record([p for p in batch if p is not None])
-        finally:
-            for task in probing:
-                task.cancel()
-            await asyncio.gather(*probing, return_exceptions=True)
-        return results
+        async def record(session: AsyncSession, probe: Probe) -> CheckResult | None:
+            return await health.record(
+                session=session, probe=probe, policy=self.policy(probe.target.server_id)
+            )
 
-    async def _record(self, probes: list[Probe]) -> list[CheckResult]:
-        """Record outcomes in one transaction, each in its SAVEPOINT; commit; announce what moved."""
-        if not probes:
-            return []
-        recorded: list[CheckResult] = []
-        async with self._sessions() as session:
-            for probe in probes:
-                try:
-                    async with session.begin_nested():
-                        result = await health.record(
-                            session=session, probe=probe, policy=self.policy(probe.target.server_id)
-                        )
-                except Exception:
-                    log.exception(
-                        "recording the health check of build server %s failed", probe.target.hostname
-                    )
-                    continue
-                if result is not None:
-                    recorded.append(result)
-            await session.commit()
-        for result in recorded:
-            await self._announce(result)
-        return recorded
+        return await probe_then_record(
+            targets,
+            sessions=self._sessions,
+            probe=probe,
+            record=record,
+            after=self._announce,
+            name=lambda t: f"build server {t.hostname}",
+            concurrency=self._concurrency,
+        )
 
     async def _announce(self, result: CheckResult) -> None:
         for job_id, _ in result.jobs:
@@ -159,18 +118,6 @@ class HealthMonitor:
             if job is not None:
                 builds.announce(self._bus, job)
         _log(result)
-
-    async def check_one(self, target: Target) -> CheckResult | None:
-        """Probe one server, record the outcome, commit, announce the builds it moved."""
-        policy = self.policy(target.server_id)
-        probe = await health.probe(pool=self._pool, target=target, timeout=policy.timeout_seconds)
-        async with self._sessions() as session:
-            result = await health.record(session=session, probe=probe, policy=policy)
-            await session.commit()
-        if result is None:
-            return None
-        await self._announce(result)
-        return result
 
 
 def _log(result: CheckResult) -> None:

@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from labfleet.engine.batches import probe_then_record
 from labfleet.engine.loops import every
 from labfleet.schemas.enums import ResourceKind
 from labfleet.schemas.settings import LabSettings
@@ -126,20 +127,30 @@ class ResourceHealthMonitor:
     # -- hosts
 
     async def check_hosts(self) -> list[host_health.CheckResult]:
-        """One round over the hosts due; what each check found."""
+        """One round over the hosts due (``engine/batches.py``); what each check found."""
         async with self._sessions() as session:
             targets = await host_health.due(session=session, min_gap=self.interval(ResourceKind.host) / 2)
             await session.commit()
-        return await self._gather(targets, self.check_host, lambda t: f"host {t.hostname}")
 
-    async def check_host(self, target: host_health.Target) -> host_health.CheckResult | None:
-        policy = self._host_policy(target.host_id)
-        found = await host_health.probe(probe=self._hosts, target=target, timeout=policy.timeout_seconds)
-        async with self._sessions() as session:
-            result = await host_health.record(session=session, probe=found, policy=policy)
-            await session.commit()
-        if result is None:
-            return None
+        async def probe(target: host_health.Target) -> host_health.Probe:
+            timeout = self._host_policy(target.host_id).timeout_seconds
+            return await host_health.probe(probe=self._hosts, target=target, timeout=timeout)
+
+        async def record(session: AsyncSession, found: host_health.Probe) -> host_health.CheckResult | None:
+            policy = self._host_policy(found.target.host_id)
+            return await host_health.record(session=session, probe=found, policy=policy)
+
+        return await probe_then_record(
+            targets,
+            sessions=self._sessions,
+            probe=probe,
+            record=record,
+            after=self._host_checked,
+            name=lambda t: f"host {t.hostname}",
+            concurrency=self._concurrency,
+        )
+
+    async def _host_checked(self, result: host_health.CheckResult) -> None:
         if result.changed_status or result.raised or result.resolved:
             self._bus.publish(
                 f"host:{result.host_id}",
@@ -154,7 +165,6 @@ class ResourceHealthMonitor:
                 },
             )
         _log("host", result.hostname, result.changed_status, result.previous_status, result.status, result)
-        return result
 
     async def prune_samples(self) -> int:
         """Utilization samples past the retention deleted; how many."""
