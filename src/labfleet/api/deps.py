@@ -84,10 +84,7 @@ ValidatorDep = Annotated[RegistrationValidator, Depends(_validator)]
 def build_policy(request: Request) -> BuildPolicy:
     """How builds are placed now: the process's policy, with the lab settings' disk thresholds."""
     policy: BuildPolicy = request.app.state.policy
-    view: SettingsView | None = getattr(request.app.state, "lab", None)
-    if view is None:
-        return policy
-    return replace(policy, thresholds=tuning.build_thresholds(policy.thresholds, view.current))
+    return replace(policy, thresholds=tuning.build_thresholds(policy.thresholds, lab_settings_now(request)))
 
 
 BuildPolicyDep = Annotated[BuildPolicy, Depends(build_policy)]

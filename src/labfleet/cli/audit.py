@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -57,11 +56,10 @@ def export(
 ) -> None:
     """Export the audit log as JSON lines, oldest first (what retention's archive holds)."""
     params = {k: v.isoformat() for k, v in (("since", since), ("before", before)) if v is not None}
-    query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
     partial = out.with_name(out.name + ".part")
     lines = 0
     with partial.open("wb") as f:
-        for chunk in client_of(ctx).stream("/audit-log/export" + (f"?{query}" if query else "")):
+        for chunk in client_of(ctx).stream("/audit-log/export", params=params):
             lines += chunk.count(b"\n")
             f.write(chunk)
     partial.replace(out)

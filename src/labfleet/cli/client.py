@@ -80,10 +80,12 @@ class Client:
             _fail(response)
         return response.json() if response.content else None
 
-    def stream(self, path: str, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def stream(
+        self, path: str, *, params: dict[str, str] | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
         """The body of ``GET path``, as it arrives."""
         try:
-            with self._http.stream("GET", path) as response:
+            with self._http.stream("GET", path, params=params) as response:
                 if response.is_error:
                     response.read()
                     _fail(response)

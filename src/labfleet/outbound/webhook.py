@@ -47,6 +47,22 @@ def verify(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header)
 
 
+class Poster:
+    """Posts webhooks over one HTTP client, its connections reused; ``async with Poster() as p``."""
+
+    def __init__(self) -> None:
+        self._client = httpx.AsyncClient(follow_redirects=False)
+
+    async def __aenter__(self) -> Poster:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def post(self, target: WebhookTarget, notice: Notice) -> Sent:
+        return await post(self._client, target, notice)
+
+
 async def post(client: httpx.AsyncClient, target: WebhookTarget, notice: Notice) -> Sent:
     body = body_of(notice)
     headers = {

@@ -19,6 +19,7 @@ from labfleet.db.models.environments import ENV_HOLDING
 from labfleet.db.repositories import health_checks
 from labfleet.db.repositories.health_checks import DECOMMISSIONED, DEGRADED, OFFLINE, ONLINE
 from labfleet.db.repositories.reservations import active
+from labfleet.db.repositories.rows import affected
 
 _NO_SYNC = {"synchronize_session": False}
 _REACH = (Host.id, Host.hostname, Host.status, Host.libvirt_uri)
@@ -83,7 +84,7 @@ async def prune_samples(session: AsyncSession, *, before: datetime) -> int:
     """Delete every utilization sample taken before ``before``; how many."""
     stmt = delete(UtilizationSample).where(UtilizationSample.taken_at < before).execution_options(**_NO_SYNC)
     result = await session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return affected(result)
 
 
 async def samples(session: AsyncSession, *, host_id: int, limit: int = 1000) -> list[UtilizationSample]:

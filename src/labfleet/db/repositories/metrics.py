@@ -109,13 +109,9 @@ async def queue(session: AsyncSession, now: datetime) -> list[tuple[str, str, in
     return found
 
 
-def _age(oldest: Any, now: datetime) -> float:
+def _age(oldest: datetime | None, now: datetime) -> float:
     if oldest is None:
         return 0.0
-    if isinstance(oldest, str):  # SQLite's MIN() hands back the stored text
-        oldest = datetime.fromisoformat(oldest)
-    if oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=now.tzinfo)
     return max(0.0, float((now - oldest).total_seconds()))
 
 

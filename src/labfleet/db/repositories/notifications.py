@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from labfleet.db.models import AlertEvent, DeliveryAttempt, NotificationChannel, NotificationDelivery
 from labfleet.db.models.notifications import DELIVERING, PENDING
 from labfleet.db.repositories.paging import newest_first
+from labfleet.db.repositories.rows import affected
 
 
 async def unpublished(session: AsyncSession, *, limit: int) -> list[AlertEvent]:
@@ -25,12 +26,7 @@ async def mark_published(session: AsyncSession, event_id: int, now: datetime) ->
         .where(AlertEvent.id == event_id, AlertEvent.published_at.is_(None))
         .values(published_at=now)
     )
-    return _one(result)
-
-
-def _one(result: object) -> bool:
-    assert isinstance(result, CursorResult)
-    return bool(result.rowcount == 1)
+    return affected(result) == 1
 
 
 async def channels(session: AsyncSession, *, enabled_only: bool = False) -> list[NotificationChannel]:
@@ -101,7 +97,7 @@ async def claim(
             attempts=NotificationDelivery.attempts + 1,
         )
     )
-    return _one(result)
+    return affected(result) == 1
 
 
 async def delivery(

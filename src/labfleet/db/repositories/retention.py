@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labfleet.db.models import (
@@ -23,11 +23,7 @@ from labfleet.db.models import (
 )
 from labfleet.db.models.flashing import FINAL as FLASH_FINAL
 from labfleet.db.models.flashing import SUCCEEDED as FLASH_SUCCEEDED
-
-
-def _count(result: object) -> int:
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount or 0)
+from labfleet.db.repositories.rows import affected
 
 
 def _keeps_pinned(build_id: Any) -> Any:
@@ -72,7 +68,9 @@ async def prune_pipeline_logs(session: AsyncSession, *, before: datetime, now: d
 
 async def prune_power_actions(session: AsyncSession, *, before: datetime, limit: int) -> int:
     ids = select(PowerAction.id).where(PowerAction.finished_at < before).order_by(PowerAction.id).limit(limit)
-    return _count(await session.execute(delete(PowerAction).where(PowerAction.id.in_(ids.scalar_subquery()))))
+    return affected(
+        await session.execute(delete(PowerAction).where(PowerAction.id.in_(ids.scalar_subquery())))
+    )
 
 
 async def prune_flash_jobs(session: AsyncSession, *, before: datetime, limit: int) -> int:
@@ -86,7 +84,7 @@ async def prune_flash_jobs(session: AsyncSession, *, before: datetime, limit: in
         .order_by(FlashJob.id)
         .limit(limit)
     )
-    return _count(await session.execute(delete(FlashJob).where(FlashJob.id.in_(ids.scalar_subquery()))))
+    return affected(await session.execute(delete(FlashJob).where(FlashJob.id.in_(ids.scalar_subquery()))))
 
 
 async def prune_resolved_alerts(session: AsyncSession, *, before: datetime, limit: int) -> int:
@@ -96,7 +94,7 @@ async def prune_resolved_alerts(session: AsyncSession, *, before: datetime, limi
         .order_by(Alert.id)
         .limit(limit)
     )
-    return _count(await session.execute(delete(Alert).where(Alert.id.in_(ids.scalar_subquery()))))
+    return affected(await session.execute(delete(Alert).where(Alert.id.in_(ids.scalar_subquery()))))
 
 
 async def old_audit_entries(session: AsyncSession, *, before: datetime, limit: int) -> list[AuditEntry]:
@@ -106,7 +104,7 @@ async def old_audit_entries(session: AsyncSession, *, before: datetime, limit: i
 
 async def delete_audit_entries(session: AsyncSession, *, up_to_id: int, before: datetime) -> int:
     stmt = delete(AuditEntry).where(AuditEntry.id <= up_to_id, AuditEntry.at < before)
-    return _count(await session.execute(stmt))
+    return affected(await session.execute(stmt))
 
 
 async def audit_entries(

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
-import httpx
-
 from labfleet.outbound import DeliveryFailed, Notice, Sent, chat, email, webhook
 
 
@@ -41,11 +39,11 @@ def email_target(config: dict[str, Any], secret: dict[str, Any], timeout_s: floa
 
 
 class LiveSender:
-    """Sends for real: SMTP, HTTP (one client, its connections reused), Apprise."""
+    """Sends for real: SMTP, webhooks (one ``Poster``, its connections reused), Apprise."""
 
     def __init__(self, *, timeout_s: float) -> None:
         self._timeout_s = timeout_s
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._poster = webhook.Poster()
 
     async def __aenter__(self) -> LiveSender:
         return self
@@ -53,7 +51,7 @@ class LiveSender:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._client.aclose()
+        await self._poster.__aexit__(exc_type, exc, tb)
 
     async def send(self, route: Route, notice: Notice) -> Sent:
         if route.transport == "email":
@@ -62,7 +60,7 @@ class LiveSender:
             target = webhook.WebhookTarget(
                 url=route.config["url"], secret=route.secret["secret"], timeout_s=self._timeout_s
             )
-            return await webhook.post(self._client, target, notice)
+            return await self._poster.post(target, notice)
         if route.transport == "apprise":
             return await chat.send(chat.AppriseTarget(tuple(route.secret["urls"]), self._timeout_s), notice)
         raise DeliveryFailed(f"channel {route.name}: unknown transport {route.transport!r}")
